@@ -1,0 +1,1 @@
+"""keras_mta.cli (see ../ARCHITECTURE sketch in CONTRIBUTING.md)."""

@@ -1,0 +1,1 @@
+"""keras_mta.data (see ../ARCHITECTURE sketch in CONTRIBUTING.md)."""

@@ -1,0 +1,1 @@
+"""keras_mta.evaluation (see ../ARCHITECTURE sketch in CONTRIBUTING.md)."""

@@ -1,0 +1,196 @@
+import keras
+from keras import ops
+
+from keras_mta.layers.hidden_alignment_loss import HiddenAlignmentLoss
+from keras_mta.layers.structural_alignment_loss import StructuralAlignmentLoss
+from keras_mta.losses.token_importance import token_importance
+
+
+@keras.saving.register_keras_serializable(package="keras_mta")
+class TrajectoryAlignmentLoss(keras.layers.Layer):
+    """The MTA loss over all mapped layer pairs (the trajectory).
+
+    For `K` mapped (student layer, teacher layer) pairs, ordered from low to
+    high, pairs `0 .. word_pairs - 1` align word units and the remaining
+    pairs phrase units:
+
+    ```
+    l_k   = L_DSA_k + hra_scale * L_HRA_k
+    L_MTA = (1 / K) sum_k l_k
+    ```
+
+    The teacher's token importance at each pair is computed once and shared
+    by the DSA and HRA terms of that pair. The layer owns one HRA projector
+    per pair (`HiddenAlignmentLoss`).
+
+    Args:
+        teacher_dims: list of ints, the teacher's hidden size at each pair.
+        student_dims: optional list of ints, the student's hidden size at
+            each pair; when given, every projector is built at construction.
+        word_pairs: int in `[0, K]`, how many of the lowest pairs align word
+            units (the word/phrase switch point). Defaults to 1.
+        hra_scale: float >= 0, the weight of HRA in each pair. Defaults to
+            0.1.
+        use_dsa: bool, include the DSA terms (ablation switch).
+        use_hra: bool, include the HRA terms (ablation switch).
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        student_hidden: list of `K` tensors `(batch, seq_len, student_dim_k)`.
+        teacher_hidden: list of `K` tensors `(batch, seq_len, teacher_dim_k)`.
+        word_units: int32 `(batch, max_word_units, 2)`.
+        phrase_units: int32 `(batch, max_phrase_units, 2)`.
+        padding_mask: `(batch, seq_len)`.
+        teacher_token_weights: optional `(batch, seq_len)` weights replacing
+            the teacher importance in unit and HRA weights (entropy
+            weighting, see `keras_mta.losses.entropy_weights`).
+
+    Returns:
+        A dict with the scalar `"loss"` (`L_MTA`), the scalars `"dsa"` and
+        `"hra"` (means over pairs) and the `(K,)` vectors `"pair_dsa"` and
+        `"pair_hra"`. Disabled terms are zeros.
+
+    Examples:
+
+    >>> import numpy as np
+    >>> layer = TrajectoryAlignmentLoss(teacher_dims=[32, 32],
+    ...                                 student_dims=[16, 16])
+    >>> s = [np.random.normal(size=(2, 6, 16)).astype("float32")] * 2
+    >>> t = [np.random.normal(size=(2, 6, 32)).astype("float32")] * 2
+    >>> words = np.array([[[0, 1], [1, 2], [2, 3]]] * 2, dtype="int32")
+    >>> phrases = np.array([[[0, 3], [3, 6]]] * 2, dtype="int32")
+    >>> out = layer(s, t, words, phrases, np.ones((2, 6)))
+    >>> out["loss"]
+
+    References:
+        - Multi-Granular Trajectory Alignment for LLM distillation
+          (ACL 2026, arXiv 2605.01374).
+    """
+
+    def __init__(
+        self,
+        teacher_dims,
+        student_dims=None,
+        word_pairs=1,
+        hra_scale=0.1,
+        use_dsa=True,
+        use_hra=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        teacher_dims = [int(d) for d in teacher_dims]
+        num_pairs = len(teacher_dims)
+        if num_pairs == 0:
+            raise ValueError("`teacher_dims` must name at least one pair.")
+        if student_dims is not None:
+            student_dims = [int(d) for d in student_dims]
+            if len(student_dims) != num_pairs:
+                raise ValueError(
+                    f"`student_dims` has {len(student_dims)} entries but "
+                    f"`teacher_dims` has {num_pairs}; give one hidden size "
+                    "per layer pair in both."
+                )
+        if not 0 <= int(word_pairs) <= num_pairs:
+            raise ValueError(
+                f"`word_pairs` must lie in [0, {num_pairs}] (the number of "
+                f"layer pairs), got {word_pairs}."
+            )
+        if float(hra_scale) < 0:
+            raise ValueError(f"`hra_scale` must be >= 0, got {hra_scale}.")
+        self.teacher_dims = teacher_dims
+        self.student_dims = student_dims
+        self.word_pairs = int(word_pairs)
+        self.hra_scale = float(hra_scale)
+        self.use_dsa = bool(use_dsa)
+        self.use_hra = bool(use_hra)
+        self.num_pairs = num_pairs
+        self.structural = StructuralAlignmentLoss(
+            dtype=self.dtype_policy, name="structural"
+        )
+        self.hidden = [
+            HiddenAlignmentLoss(
+                teacher_dim=teacher_dims[k],
+                student_dim=None if student_dims is None else student_dims[k],
+                dtype=self.dtype_policy,
+                name=f"hidden_{k}",
+            )
+            for k in range(num_pairs)
+        ]
+        if student_dims is not None:
+            self.built = True
+
+    def build(self, student_hidden_shape, *args, **kwargs):
+        for k, layer in enumerate(self.hidden):
+            if not layer.built:
+                layer.build(student_hidden_shape[k])
+        self.built = True
+
+    def call(
+        self,
+        student_hidden,
+        teacher_hidden,
+        word_units,
+        phrase_units,
+        padding_mask,
+        teacher_token_weights=None,
+    ):
+        if len(student_hidden) != self.num_pairs or (
+            len(teacher_hidden) != self.num_pairs
+        ):
+            raise ValueError(
+                f"TrajectoryAlignmentLoss has {self.num_pairs} layer pairs but "
+                f"got {len(student_hidden)} student and "
+                f"{len(teacher_hidden)} teacher states."
+            )
+        zero = ops.zeros((), dtype="float32")
+        pair_dsa, pair_hra = [], []
+        for k in range(self.num_pairs):
+            units = word_units if k < self.word_pairs else phrase_units
+            t_importance = token_importance(teacher_hidden[k], padding_mask)
+            dsa = zero
+            hra = zero
+            if self.use_dsa:
+                dsa = self.structural(
+                    student_hidden[k],
+                    teacher_hidden[k],
+                    units,
+                    padding_mask,
+                    teacher_importance=t_importance,
+                    teacher_token_weights=teacher_token_weights,
+                )
+            if self.use_hra:
+                hra = self.hidden[k](
+                    student_hidden[k],
+                    teacher_hidden[k],
+                    units,
+                    padding_mask,
+                    teacher_importance=t_importance,
+                    teacher_token_weights=teacher_token_weights,
+                )
+            pair_dsa.append(dsa)
+            pair_hra.append(hra)
+        pair_dsa = ops.stack(pair_dsa)
+        pair_hra = ops.stack(pair_hra)
+        dsa = ops.mean(pair_dsa)
+        hra = ops.mean(pair_hra)
+        return {
+            "loss": dsa + self.hra_scale * hra,
+            "dsa": dsa,
+            "hra": hra,
+            "pair_dsa": pair_dsa,
+            "pair_hra": pair_hra,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "teacher_dims": self.teacher_dims,
+                "student_dims": self.student_dims,
+                "word_pairs": self.word_pairs,
+                "hra_scale": self.hra_scale,
+                "use_dsa": self.use_dsa,
+                "use_hra": self.use_hra,
+            }
+        )
+        return config

@@ -1,0 +1,86 @@
+"""Semantic units as token ranges: membership, weights and pooling.
+
+A unit is a contiguous token range `[start, end)`. Units come as an int32
+tensor of shape `(batch, max_units, 2)`, padded with `[0, 0]`. A token `t`
+belongs to unit `u` when `start_u <= t < end_u` and the token is real
+(`padding_mask[t] == 1`). Everything here is static-shaped: the ragged
+structure lives only in the `(batch, max_units, seq_len)` membership matrix.
+"""
+
+from keras import ops
+
+WEIGHT_EPS = 1e-5
+
+
+def unit_membership(units, padding_mask):
+    """Dense membership matrix of tokens in units.
+
+    Args:
+        units: int tensor of shape `(batch, max_units, 2)` of `[start, end)`
+            token ranges, padded with `[0, 0]`.
+        padding_mask: tensor of shape `(batch, seq_len)`.
+
+    Returns:
+        float32 tensor `M` of shape `(batch, max_units, seq_len)` with
+        `M[b, u, t] = 1` when token `t` belongs to unit `u` of sample `b`.
+    """
+    units = ops.cast(units, "int32")
+    mask = ops.cast(padding_mask, "float32")
+    seq_len = ops.shape(mask)[1]
+    positions = ops.arange(seq_len, dtype="int32")[None, None, :]
+    starts = units[:, :, 0:1]
+    ends = units[:, :, 1:2]
+    inside = ops.logical_and(positions >= starts, positions < ends)
+    return ops.cast(inside, "float32") * mask[:, None, :]
+
+
+def normalized_token_weights(importance, membership):
+    """Per-sample normalization of token weights over in-unit entries.
+
+    `w_j = a_j / max(sum over (token, unit) memberships of a, 1e-5)`: a token
+    that belongs to several units is counted once per unit in the sum.
+
+    Args:
+        importance: tensor of shape `(batch, seq_len)`.
+        membership: tensor of shape `(batch, max_units, seq_len)` from
+            `unit_membership`.
+
+    Returns:
+        float32 tensor of shape `(batch, seq_len)`.
+    """
+    importance = ops.cast(importance, "float32")
+    total = ops.sum(membership * importance[:, None, :], axis=(1, 2))
+    return importance / ops.maximum(total, WEIGHT_EPS)[:, None]
+
+
+def pool_units(hidden, weights, membership):
+    """Weighted mean of token states inside each unit.
+
+    `z_u = sum_{j in u} w_j h_j / max(sum_{j in u} w_j, 1e-5)`, computed as one
+    batched matmul over the membership matrix.
+
+    Args:
+        hidden: tensor of shape `(batch, seq_len, dim)`.
+        weights: tensor of shape `(batch, seq_len)`.
+        membership: tensor of shape `(batch, max_units, seq_len)`.
+
+    Returns:
+        float32 tensor of shape `(batch, max_units, dim)`; units with no
+        token are zero vectors.
+    """
+    hidden = ops.cast(hidden, "float32")
+    weighted = membership * ops.cast(weights, "float32")[:, None, :]
+    sums = ops.einsum("but,btd->bud", weighted, hidden)
+    norms = ops.sum(weighted, axis=-1, keepdims=True)
+    return sums / ops.maximum(norms, WEIGHT_EPS)
+
+
+def unit_weights(weights, membership):
+    """Unit weight `W_u = sum_{j in u} w_j`, shape `(batch, max_units)`."""
+    return ops.sum(membership * ops.cast(weights, "float32")[:, None, :], -1)
+
+
+def safe_l2_normalize(x, axis=-1, eps=1e-8):
+    """`x / max(||x||, eps)` with a finite gradient at `x = 0`."""
+    squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(squared, eps * eps))

@@ -1,0 +1,1 @@
+"""keras_mta.models (see ../ARCHITECTURE sketch in CONTRIBUTING.md)."""

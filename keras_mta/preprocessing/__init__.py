@@ -1,0 +1,1 @@
+"""keras_mta.preprocessing (see ../ARCHITECTURE sketch in CONTRIBUTING.md)."""

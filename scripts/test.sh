@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install keras-mta with its test extras and run the whole test suite under
+# every Keras backend, one backend per process. Exits non-zero if any fails.
+#
+#   bash scripts/test.sh              # install, then jax, torch, tensorflow
+#   bash scripts/test.sh -m "not slow"   # extra arguments go to pytest
+#   KERAS_MTA_BACKENDS="jax" bash scripts/test.sh
+#   KERAS_MTA_SKIP_INSTALL=1 bash scripts/test.sh
+set -u
+cd "$(dirname "$0")/.."
+
+if [ -z "${KERAS_MTA_SKIP_INSTALL:-}" ]; then
+  # The CPU build of torch first, so that nothing pulls a CUDA build.
+  python -m pip install -q "torch==2.13.0" || exit 1
+  python -m pip install -q -e ".[test,plot]" || exit 1
+fi
+
+backends=${KERAS_MTA_BACKENDS:-"jax torch tensorflow"}
+report_dir=test-reports
+mkdir -p "$report_dir"
+status=0
+for backend in $backends; do
+  echo "=== KERAS_BACKEND=$backend"
+  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=2 python -m pytest \
+    --junitxml="$report_dir/$backend.xml" "$@"
+  rc=$?
+  # pytest exits 5 when it collected no test: that is a failure here.
+  if [ $rc -ne 0 ]; then
+    echo "=== KERAS_BACKEND=$backend FAILED (pytest exit $rc)"
+    status=1
+  fi
+done
+
+python - "$report_dir" $backends <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+
+report_dir, backends = sys.argv[1], sys.argv[2:]
+totals = {"passed": 0, "failed": 0, "skipped": 0}
+for backend in backends:
+    try:
+        root = ET.parse(f"{report_dir}/{backend}.xml").getroot()
+    except (OSError, ET.ParseError):
+        print(f"{backend}: no report")
+        totals["failed"] += 1
+        continue
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    tests = int(suite.get("tests", 0))
+    failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+    skipped = int(suite.get("skipped", 0))
+    passed = tests - failed - skipped
+    print(f"{backend}: {passed} passed, {failed} failed, {skipped} skipped")
+    totals["passed"] += passed
+    totals["failed"] += failed
+    totals["skipped"] += skipped
+print(
+    f"total: {totals['passed']} passed, {totals['failed']} failed, "
+    f"{totals['skipped']} skipped"
+)
+PY
+exit $status
