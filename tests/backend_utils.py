@@ -30,7 +30,10 @@ def gradients(fn, *args):
             torch.tensor(a, requires_grad=True, device="cpu") for a in args
         ]
         value = fn(*tensors)
-        grads = torch.autograd.grad(value, tensors, allow_unused=True)
+        if not value.requires_grad:  # nothing in the graph: all zeros
+            grads = [None] * len(tensors)
+        else:
+            grads = torch.autograd.grad(value, tensors, allow_unused=True)
         grads = [
             np.zeros_like(a) if g is None else g.detach().cpu().numpy()
             for a, g in zip(args, grads)
@@ -70,9 +73,12 @@ def variable_gradients(fn, variables):
         import torch
 
         value = fn()
-        grads = torch.autograd.grad(
-            value, [v.value for v in variables], allow_unused=True
-        )
+        if not value.requires_grad:  # nothing in the graph: all zeros
+            grads = [None] * len(variables)
+        else:
+            grads = torch.autograd.grad(
+                value, [v.value for v in variables], allow_unused=True
+            )
         return [
             np.zeros(v.shape) if g is None else g.detach().cpu().numpy()
             for v, g in zip(variables, grads)

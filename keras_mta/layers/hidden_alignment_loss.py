@@ -67,6 +67,9 @@ class HiddenAlignmentLoss(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         **kwargs,
     ):
+        # Loss layers compute in float32: keep the inputs' precision instead
+        # of casting them to a mixed policy's compute dtype.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if not isinstance(teacher_dim, int) or teacher_dim <= 0:
             raise ValueError(
@@ -117,6 +120,14 @@ class HiddenAlignmentLoss(keras.layers.Layer):
                 f"HiddenAlignmentLoss has teacher_dim={self.teacher_dim}, but "
                 f"the teacher states have width {teacher_hidden.shape[-1]}. "
                 "Pass the teacher's hidden size as `teacher_dim`."
+            )
+        student_dim = self.projector.kernel.shape[0]
+        if student_hidden.shape[-1] != student_dim:
+            raise ValueError(
+                f"HiddenAlignmentLoss was built for student_dim={student_dim}"
+                f", but the student states have width "
+                f"{student_hidden.shape[-1]}. Use one HiddenAlignmentLoss "
+                "per layer pair."
             )
         return hidden_alignment(
             self.projector(student_hidden),

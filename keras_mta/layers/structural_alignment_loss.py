@@ -55,6 +55,9 @@ class StructuralAlignmentLoss(keras.layers.Layer):
     """
 
     def __init__(self, **kwargs):
+        # Loss layers compute in float32: keep the inputs' precision instead
+        # of casting them to a mixed policy's compute dtype.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.built = True
 

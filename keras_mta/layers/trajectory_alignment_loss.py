@@ -77,6 +77,9 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
         use_hra=True,
         **kwargs,
     ):
+        # Loss layers compute in float32: keep the inputs' precision instead
+        # of casting them to a mixed policy's compute dtype.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         teacher_dims = [int(d) for d in teacher_dims]
         num_pairs = len(teacher_dims)

@@ -56,19 +56,29 @@ def structural_alignment(
         float32 scalar.
     """
     mask = ops.cast(padding_mask, "float32")
-    teacher_hidden = ops.stop_gradient(teacher_hidden)
+    student_hidden = ops.cast(student_hidden, "float32")
+    teacher_hidden = ops.stop_gradient(ops.cast(teacher_hidden, "float32"))
     if student_importance is None:
         student_importance = token_importance(student_hidden, mask)
     if teacher_importance is None:
         teacher_importance = token_importance(teacher_hidden, mask)
+    # Importance weights are constants of the loss, also when passed in.
+    student_importance = ops.stop_gradient(
+        ops.cast(student_importance, "float32")
+    )
+    teacher_importance = ops.stop_gradient(
+        ops.cast(teacher_importance, "float32")
+    )
     membership = unit_membership(units, mask)
 
     w_s = normalized_token_weights(student_importance, membership)
     w_t = normalized_token_weights(teacher_importance, membership)
-    z_s = safe_l2_normalize(pool_units(student_hidden, w_s, membership),
-                            eps=COSINE_EPS)
-    z_t = safe_l2_normalize(pool_units(teacher_hidden, w_t, membership),
-                            eps=COSINE_EPS)
+    z_s = safe_l2_normalize(
+        pool_units(student_hidden, w_s, membership), eps=COSINE_EPS
+    )
+    z_t = safe_l2_normalize(
+        pool_units(teacher_hidden, w_t, membership), eps=COSINE_EPS
+    )
     sim_s = ops.einsum("bud,bvd->buv", z_s, z_s)
     sim_t = ops.einsum("bud,bvd->buv", z_t, z_t)
 
@@ -127,7 +137,10 @@ def hidden_alignment(
     else:
         if teacher_importance is None:
             teacher_importance = token_importance(teacher_hidden, mask)
-        weights = normalized_token_weights(teacher_importance, membership)
+        weights = normalized_token_weights(
+            ops.stop_gradient(ops.cast(teacher_importance, "float32")),
+            membership,
+        )
     # Each (token, unit) entry counts once: weight token j by its number of
     # units.
     entry_weight = ops.stop_gradient(

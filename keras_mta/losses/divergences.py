@@ -45,9 +45,7 @@ def _check_fraction(name, value):
 
 def _check_temperature(temperature):
     if not float(temperature) > 0.0:
-        raise ValueError(
-            f"`temperature` must be > 0, got {temperature}."
-        )
+        raise ValueError(f"`temperature` must be > 0, got {temperature}.")
 
 
 def forward_kl(teacher_logits, student_logits, temperature=1.0):
@@ -179,7 +177,9 @@ class ReverseKL(_Divergence):
 
 @keras.saving.register_keras_serializable(package="keras_mta")
 class TotalVariation(_Divergence):
-    __doc__ = _loss_docstring("TotalVariation", "total variation `0.5 sum |p_T - p_S|`")
+    __doc__ = _loss_docstring(
+        "TotalVariation", "total variation `0.5 sum |p_T - p_S|`"
+    )
     _fn = staticmethod(total_variation)
 
 
@@ -196,7 +196,9 @@ class _MixtureDivergence(_Divergence):
     ):
         _check_fraction(self._mix_name, mix)
         super().__init__(
-            temperature=temperature, reduction=reduction, name=name,
+            temperature=temperature,
+            reduction=reduction,
+            name=name,
             dtype=dtype,
         )
         setattr(self, self._mix_name, mix)
@@ -209,7 +211,8 @@ class _MixtureDivergence(_Divergence):
 
 @keras.saving.register_keras_serializable(package="keras_mta")
 class JensenShannon(_MixtureDivergence):
-    __doc__ = _loss_docstring("JensenShannon", 
+    __doc__ = _loss_docstring(
+        "JensenShannon",
         "generalized Jensen-Shannon divergence "
         "`beta KL(p_T || m) + (1 - beta) KL(p_S || m)`, "
         "`m = beta p_T + (1 - beta) p_S`",
@@ -224,7 +227,8 @@ class JensenShannon(_MixtureDivergence):
 
 @keras.saving.register_keras_serializable(package="keras_mta")
 class SkewForwardKL(_MixtureDivergence):
-    __doc__ = _loss_docstring("SkewForwardKL", 
+    __doc__ = _loss_docstring(
+        "SkewForwardKL",
         "skew forward KL `KL(p_T || a p_T + (1 - a) p_S)`",
         "\n        skew: the skew `a` in (0, 1), default 0.1.",
     )
@@ -237,7 +241,8 @@ class SkewForwardKL(_MixtureDivergence):
 
 @keras.saving.register_keras_serializable(package="keras_mta")
 class SkewReverseKL(_MixtureDivergence):
-    __doc__ = _loss_docstring("SkewReverseKL", 
+    __doc__ = _loss_docstring(
+        "SkewReverseKL",
         "skew reverse KL `KL(p_S || a p_S + (1 - a) p_T)`",
         "\n        skew: the skew `a` in (0, 1), default 0.1.",
     )
