@@ -1,1 +1,8 @@
-"""keras_mta.evaluation (see ../ARCHITECTURE sketch in CONTRIBUTING.md)."""
+"""Evaluation: the generation + ROUGE-L protocol of the distillation field."""
+
+from keras_mta.evaluation.protocol import DEFAULT_SEEDS
+from keras_mta.evaluation.protocol import EvaluationResult
+from keras_mta.evaluation.protocol import evaluate_rouge
+from keras_mta.evaluation.protocol import generate_responses
+from keras_mta.evaluation.rouge import mean_rouge_l
+from keras_mta.evaluation.rouge import rouge_l

@@ -1,0 +1,237 @@
+"""The generation + ROUGE-L evaluation protocol of the distillation field.
+
+As in MiniLLM, DistiLLM, DSKD and the MTA reference: sample a response for
+every prompt (temperature 1.0, top-p 1.0, at most 384 new tokens, stop at the
+end token), score it with ROUGE-L F1 (stemmer, maximum over references,
+times 100), repeat for seeds 10, 20, 30, 40, 50, and report the mean and the
+standard deviation over seeds.
+"""
+
+import dataclasses
+import math
+
+import keras_hub
+import numpy as np
+from tqdm.auto import tqdm
+
+from keras_mta.evaluation.rouge import rouge_l
+
+DEFAULT_SEEDS = (10, 20, 30, 40, 50)
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """ROUGE-L of one model on one dataset over several seeds.
+
+    Attributes:
+        dataset: the dataset's name.
+        seeds: the sampling seeds.
+        scores: mean ROUGE-L per seed.
+        num_prompts: number of prompts scored per seed.
+        predictions: the responses generated with the first seed.
+    """
+
+    dataset: str
+    seeds: tuple
+    scores: list
+    num_prompts: int
+    predictions: list = dataclasses.field(default_factory=list)
+
+    @property
+    def mean(self):
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self):
+        return float(np.std(self.scores))
+
+    def to_dict(self, with_predictions=False):
+        out = {
+            "dataset": self.dataset,
+            "seeds": list(self.seeds),
+            "scores": [float(s) for s in self.scores],
+            "mean": self.mean,
+            "std": self.std,
+            "num_prompts": self.num_prompts,
+        }
+        if with_predictions:
+            out["predictions"] = list(self.predictions)
+        return out
+
+    def __str__(self):
+        return (
+            f"{self.dataset}: ROUGE-L {self.mean:.2f} +- {self.std:.2f} "
+            f"({self.num_prompts} prompts, seeds {list(self.seeds)})"
+        )
+
+
+def _token_lists(tokenizer, texts):
+    tokens = tokenizer(texts)
+    if hasattr(tokens, "to_list"):
+        tokens = tokens.to_list()
+    return [list(np.asarray(t).tolist()) for t in tokens]
+
+
+def _max_sequence_length(causal_lm):
+    backbone = causal_lm.backbone
+    for name in ("max_sequence_length", "sequence_length"):
+        value = getattr(backbone, name, None)
+        if value:
+            return int(value)
+    return None
+
+
+def generate_responses(
+    causal_lm,
+    prompts,
+    seed,
+    max_new_tokens=384,
+    batch_size=8,
+    temperature=1.0,
+    top_p=1.0,
+    progress=True,
+):
+    """Sample one response per prompt with a keras-hub `CausalLM`.
+
+    Prompts are sorted by length and batched, so that a batch's sequence
+    length is close to its longest prompt plus `max_new_tokens` (rounded up
+    to a multiple of 16 to limit recompilations). Generation stops at the
+    tokenizer's end token; a response longer than `max_new_tokens` tokens
+    (possible for the shorter prompts of a batch) is cut to that length.
+
+    Args:
+        causal_lm: a keras-hub `CausalLM` with a preprocessor attached.
+        prompts: list of prompt strings.
+        seed: int, the sampling seed.
+        max_new_tokens: int, the most new tokens per response.
+        batch_size: int, prompts per `generate` call.
+        temperature: float, the sampling temperature.
+        top_p: float in (0, 1], nucleus sampling mass (1.0: plain sampling).
+        progress: bool, show a progress bar of prompts done.
+
+    Returns:
+        List of response strings, in the order of `prompts`.
+    """
+    if causal_lm.preprocessor is None:
+        raise ValueError(
+            "generate_responses needs a CausalLM with a preprocessor "
+            "attached (it tokenizes the prompts and detokenizes responses)."
+        )
+    if max_new_tokens < 1:
+        raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}")
+    tokenizer = causal_lm.preprocessor.tokenizer
+    lengths = [len(t) for t in _token_lists(tokenizer, list(prompts))]
+    limit = _max_sequence_length(causal_lm)
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    responses = [None] * len(prompts)
+
+    # The sampler is swapped in for this call and restored afterwards, so
+    # that evaluating does not recompile or reset a model's training setup.
+    saved = (causal_lm.sampler, causal_lm.generate_function)
+    causal_lm.sampler = keras_hub.samplers.TopPSampler(
+        p=top_p, temperature=temperature, seed=seed
+    )
+    causal_lm.generate_function = None
+    bar = tqdm(
+        total=len(prompts),
+        desc=f"generate (seed {seed})",
+        unit="prompt",
+        disable=not progress,
+    )
+    try:
+        for begin in range(0, len(order), batch_size):
+            batch = order[begin : begin + batch_size]
+            # +2: the start token and the end token.
+            length = max(lengths[i] for i in batch) + max_new_tokens + 2
+            length = int(math.ceil(length / 16) * 16)
+            if limit is not None:
+                length = min(length, limit)
+            outputs = causal_lm.generate(
+                [prompts[i] for i in batch],
+                max_length=length,
+                strip_prompt=True,
+            )
+            outputs = _as_strings(outputs)
+            for i, text in zip(batch, outputs):
+                responses[i] = _cut(tokenizer, text, max_new_tokens)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        causal_lm.sampler, causal_lm.generate_function = saved
+    return responses
+
+
+def _to_str(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _cut(tokenizer, text, max_new_tokens):
+    tokens = _token_lists(tokenizer, [text])[0]
+    if len(tokens) <= max_new_tokens:
+        return text
+    return _as_strings(tokenizer.detokenize([tokens[:max_new_tokens]]))[0]
+
+
+def _as_strings(value):
+    """Strings out of what a keras-hub tokenizer returns on any backend."""
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    if isinstance(value, (str, bytes)):
+        return [_to_str(value)]
+    return [_to_str(v) for v in np.asarray(value, dtype=object).reshape(-1)]
+
+
+def evaluate_rouge(
+    causal_lm,
+    examples,
+    dataset="data",
+    seeds=DEFAULT_SEEDS,
+    max_new_tokens=384,
+    batch_size=8,
+    temperature=1.0,
+    top_p=1.0,
+    progress=True,
+):
+    """Score a model with the field's ROUGE-L protocol.
+
+    Args:
+        causal_lm: a keras-hub `CausalLM` with a preprocessor attached.
+        examples: list of `keras_mta.data.Example` (prompt and references).
+        dataset: str, a name for the report.
+        seeds: the sampling seeds (default 10, 20, 30, 40, 50).
+        max_new_tokens, batch_size, temperature, top_p, progress: see
+            `generate_responses`.
+
+    Returns:
+        An `EvaluationResult` (mean and standard deviation over seeds).
+    """
+    if not examples:
+        raise ValueError("evaluate_rouge needs at least one example.")
+    prompts = [e.prompt for e in examples]
+    scores, first = [], None
+    for seed in seeds:
+        predictions = generate_responses(
+            causal_lm,
+            prompts,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            temperature=temperature,
+            top_p=top_p,
+            progress=progress,
+        )
+        if first is None:
+            first = predictions
+        per_prompt = [
+            rouge_l(p, e.references) for p, e in zip(predictions, examples)
+        ]
+        scores.append(float(np.mean(per_prompt)))
+    return EvaluationResult(
+        dataset=dataset,
+        seeds=tuple(seeds),
+        scores=scores,
+        num_prompts=len(examples),
+        predictions=first,
+    )

@@ -1,0 +1,140 @@
+import json
+
+import pytest
+
+from keras_mta.data import DataError
+from keras_mta.data import format_prompt
+from keras_mta.data import load_examples
+from tests.shared_data import shared_file
+
+
+def _write(tmp_path, rows, name="data.jsonl"):
+    path = tmp_path / name
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "parts,schema,count",
+    [
+        (("t0_mix", "train.jsonl"), "dolly", 6641),
+        (("t0_mix", "valid.jsonl"), "dolly", 1438),
+        (
+            ("selfinst", "user_oriented_instructions.jsonl"),
+            "self_instruct",
+            252,
+        ),
+        (("seed_tasks.jsonl",), "self_instruct", 175),
+    ],
+)
+def test_reads_every_shared_file(parts, schema, count):
+    examples, report = load_examples(shared_file(*parts))
+    assert report.schema == schema
+    assert report.skipped == 0
+    assert len(examples) == count
+    for example in examples:
+        assert example.prompt.endswith("### Response:\n")
+        assert example.response.strip()
+        assert example.references[0] == example.response
+        assert example.text == example.prompt + example.response
+
+
+def test_prompt_template():
+    plain = format_prompt("Name a color.")
+    assert plain == (
+        "Below is an instruction that describes a task. Write a response "
+        "that appropriately completes the request.\n\n"
+        "### Instruction:\nName a color.\n\n### Response:\n"
+    )
+    with_input = format_prompt("Translate.", "Bonjour")
+    assert "### Input:\nBonjour\n\n### Response:\n" in with_input
+    assert "paired with an input" in with_input
+    assert format_prompt("Name a color.", "   ") == plain
+
+
+def test_dolly_context_goes_to_input_block(tmp_path):
+    path = _write(
+        tmp_path,
+        [
+            {
+                "instruction": "Sum.",
+                "context": "1 and 2",
+                "response": "3",
+                "category": "math",
+            }
+        ],
+    )
+    (example,), _ = load_examples(path)
+    assert example.prompt == format_prompt("Sum.", "1 and 2")
+    assert example.source == f"{path}:1"
+
+
+def test_prompt_completion_schema(tmp_path):
+    path = _write(tmp_path, [{"prompt": "Q: 2+2?\nA:", "completion": " 4"}])
+    (example,), report = load_examples(path)
+    assert report.schema == "prompt_completion"
+    assert example.prompt == "Q: 2+2?\nA:"
+    assert example.response == " 4"
+
+
+MALFORMED = [
+    ("{not json", "invalid JSON"),
+    (
+        {"instruction": "x", "context": "", "response": ""},
+        "'response' is empty",
+    ),
+    (
+        {"instruction": "x", "context": "", "response": 3},
+        "'response' must be a string",
+    ),
+    ({"instruction": "x", "context": ""}, "missing field 'response'"),
+    ([1, 2], "must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize("bad,message", MALFORMED)
+def test_malformed_rows_are_named_with_file_and_line(tmp_path, bad, message):
+    good = {"instruction": "Say hi.", "context": "", "response": "Hi."}
+    path = _write(tmp_path, [good, bad, good])
+    with pytest.raises(DataError, match=f"data.jsonl:2: .*{message}"):
+        load_examples(path)
+    examples, report = load_examples(path, on_error="skip")
+    assert len(examples) == 2
+    assert report.skipped == 1
+    assert report.rows == 3
+    assert report.problems[0].startswith(f"{path}:2")
+
+
+def test_skipping_warns_once(tmp_path, caplog):
+    good = {"instruction": "Say hi.", "context": "", "response": "Hi."}
+    path = _write(tmp_path, [good, "{", "[", good])
+    with caplog.at_level("WARNING"):
+        load_examples(path, on_error="skip")
+    warnings = [r for r in caplog.records if "Skipped 2 malformed" in r.message]
+    assert len(warnings) == 1
+
+
+def test_self_instruct_bad_instances(tmp_path):
+    path = _write(tmp_path, [{"instruction": "x", "instances": []}])
+    with pytest.raises(DataError, match="'instances' must be a non-empty"):
+        load_examples(path)
+
+
+def test_unknown_schema_and_no_usable_rows(tmp_path):
+    path = _write(tmp_path, [{"question": "?", "answer": "!"}])
+    with pytest.raises(DataError, match="cannot tell the schema"):
+        load_examples(path)
+    with pytest.raises(DataError, match="no usable example"):
+        load_examples(path, on_error="skip")
+    with pytest.raises(FileNotFoundError):
+        load_examples(tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError, match="on_error"):
+        load_examples(path, on_error="ignore")
+
+
+def test_limit(tmp_path):
+    good = {"instruction": "Say hi.", "context": "", "response": "Hi."}
+    path = _write(tmp_path, [good] * 5)
+    examples, _ = load_examples(path, limit=2)
+    assert len(examples) == 2
