@@ -1,0 +1,49 @@
+"""Train a tokenizer offline on a dataset's own text."""
+
+import os
+
+import keras_hub
+import tensorflow as tf
+
+
+def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
+    """A Llama-style SentencePiece tokenizer trained on `texts`.
+
+    Uses keras-hub's `compute_sentence_piece_proto` (the SentencePiece
+    trainer, unigram model, about a second for a few MB of text); the proto
+    keeps SentencePiece's default ids: `<unk>` 0 (also padding), `<s>` 1,
+    `</s>` 2.
+
+    Args:
+        texts: iterable of str, the training text.
+        vocabulary_size: int, the vocabulary size.
+        proto_path: optional path; when given, the proto is written there
+            atomically and can be reloaded with
+            `keras_hub.models.LlamaTokenizer(proto=proto_path)`.
+
+    Returns:
+        A `keras_hub.models.LlamaTokenizer`.
+    """
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise ValueError("Cannot train a tokenizer on no text.")
+    try:
+        proto = keras_hub.tokenizers.compute_sentence_piece_proto(
+            tf.data.Dataset.from_tensor_slices(texts),
+            vocabulary_size=vocabulary_size,
+        )
+    except RuntimeError as e:
+        if "Vocabulary size too high" not in str(e):
+            raise
+        raise ValueError(
+            f"The text is too small for a vocabulary of {vocabulary_size} "
+            f"pieces ({str(e).split('] ')[-1]}). Lower `vocabulary_size` or "
+            "train on more text."
+        ) from None
+    if proto_path is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(proto_path)), exist_ok=True)
+        tmp = f"{proto_path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(proto)
+        os.replace(tmp, proto_path)
+    return keras_hub.models.LlamaTokenizer(proto=proto)
