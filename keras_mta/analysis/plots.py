@@ -1,0 +1,145 @@
+"""Pictures of a run: training curves and the results table.
+
+matplotlib is an optional dependency (`pip install keras-mta[plot]`); it is
+imported when a plot is drawn, with the Agg backend (no display needed).
+"""
+
+import math
+import os
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "Plots need matplotlib: pip install 'keras-mta[plot]' (or "
+            "pip install matplotlib)."
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_training_curves(histories, path, metrics=None, title=None):
+    """Draw training (and validation) curves of several runs, one panel per
+    metric.
+
+    Args:
+        histories: dict run name -> `History.history` dict (metric name ->
+            list of per-epoch values; `val_*` entries are drawn dashed in
+            the panel of their metric).
+        path: PNG file to write.
+        metrics: optional list of metric names to draw (default: every
+            non-`val_` metric found, in order of first appearance).
+        title: optional figure title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    if not histories:
+        raise ValueError("plot_training_curves needs at least one history.")
+    if metrics is None:
+        metrics = []
+        for history in histories.values():
+            for key in history:
+                if not key.startswith("val_") and key not in metrics:
+                    metrics.append(key)
+    columns = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False
+    )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for panel, metric in enumerate(metrics):
+        ax = axes[panel // columns][panel % columns]
+        for k, (name, history) in enumerate(histories.items()):
+            color = colors[k % len(colors)]
+            if metric in history:
+                values = history[metric]
+                ax.plot(
+                    range(1, len(values) + 1),
+                    values,
+                    color=color,
+                    label=name,
+                    marker="o",
+                    markersize=3,
+                )
+            if f"val_{metric}" in history:
+                values = history[f"val_{metric}"]
+                ax.plot(
+                    range(1, len(values) + 1),
+                    values,
+                    color=color,
+                    linestyle="--",
+                    label=f"{name} (valid)",
+                )
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for panel in range(len(metrics), rows * columns):
+        axes[panel // columns][panel % columns].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=min(4, len(labels)),
+            bbox_to_anchor=(0.5, -0.02),
+        )
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_results_table(rows, columns, path, title=None):
+    """Draw a results table (e.g. ROUGE-L per model) as an image.
+
+    Args:
+        rows: list of dicts (one per model).
+        columns: list of keys to show, in order.
+        path: PNG file to write.
+        title: optional title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    cells = [[_format(row.get(c, "")) for c in columns] for row in rows]
+    fig, ax = plt.subplots(
+        figsize=(1.6 * len(columns) + 1, 0.45 * len(rows) + 1.0)
+    )
+    ax.axis("off")
+    table = ax.table(
+        cellText=cells, colLabels=columns, loc="center", cellLoc="center"
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    table.scale(1.0, 1.3)
+    if title:
+        ax.set_title(title)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)
