@@ -89,6 +89,12 @@ class DataSpec:
     span_cache: str = _field(
         "", "directory of the spaCy span cache (empty: beside the data)."
     )
+    tokenizer: str = _field(
+        "",
+        "empty: the teacher preset's tokenizer (shared with the "
+        "student); `sentencepiece:N`: train an N-piece SentencePiece "
+        "tokenizer on the training text (models built from architectures).",
+    )
     spacy_pipeline: str = _field(
         "",
         "spaCy pipeline name (empty: en_core_web_sm if installed, else "
@@ -144,6 +150,11 @@ class DistillationSpec:
         "empty, kd_only, sft_only, dsa_only, hra_only, word_units_only "
         "or phrase_units_only.",
     )
+    compare: list = _field(
+        ["mta"],
+        "variants trained from the same student start and compared: sft, "
+        "kd, mta, dsa_only, hra_only, word_units_only, phrase_units_only.",
+    )
 
 
 @dataclasses.dataclass
@@ -158,6 +169,14 @@ class TrainingSpec:
     clip_norm: float = _field(1.0, "global gradient-norm clip (0: none).")
     batch_size: int = _field(16, "examples per step.")
     epochs: int = _field(5, "passes over the training data.")
+    teacher_epochs: int = _field(
+        0,
+        "supervised fine-tuning epochs of the teacher before "
+        "distillation (0: use the teacher as loaded).",
+    )
+    teacher_learning_rate: float = _field(
+        1e-4, "peak learning rate of the teacher's fine-tuning."
+    )
     steps_per_epoch: int = _field(0, "cap on steps per epoch (0: all).")
     precision: str = _field(
         "float32", "Keras dtype policy: float32, mixed_bfloat16, bfloat16."
@@ -174,7 +193,9 @@ class EvaluationSpec:
     """The generation + ROUGE-L protocol."""
 
     datasets: list = _field(
-        [], "JSONL paths scored after training (any supported schema)."
+        [],
+        "scored after training: JSONL paths (any supported schema) or "
+        "`valid` (the recipe's validation data).",
     )
     seeds: list = _field([10, 20, 30, 40, 50], "sampling seeds.")
     max_new_tokens: int = _field(384, "most new tokens per response.")
@@ -370,6 +391,30 @@ def _validate(recipe):
     for path, value in positive.items():
         if not value > 0:
             raise RecipeError(f"{path} must be > 0, got {value!r}.")
+    variants = (
+        "sft",
+        "kd",
+        "mta",
+        "dsa_only",
+        "hra_only",
+        "word_units_only",
+        "phrase_units_only",
+    )
+    unknown = [v for v in recipe.distillation.compare if v not in variants]
+    if unknown or not recipe.distillation.compare:
+        raise RecipeError(
+            f"distillation.compare must list variants from {variants}, got "
+            f"{recipe.distillation.compare!r}."
+        )
+    tokenizer = recipe.data.tokenizer
+    if tokenizer and not (
+        tokenizer.startswith("sentencepiece:")
+        and tokenizer.split(":", 1)[1].isdigit()
+    ):
+        raise RecipeError(
+            "data.tokenizer must be empty (the teacher preset's tokenizer) "
+            f"or `sentencepiece:N`, got {tokenizer!r}."
+        )
     if recipe.data.max_prompt_length >= recipe.data.sequence_length:
         raise RecipeError(
             "data.max_prompt_length must be smaller than data.sequence_length "
