@@ -1,0 +1,1038 @@
+"""Prompt + response examples to the inputs of MTA distillation."""
+
+import dataclasses
+import logging
+import warnings
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+from keras_hub.src.layers.preprocessing.preprocessing_layer import (
+    PreprocessingLayer,
+)
+from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs
+
+from keras_mta.layers.span_masker import COUNT_KEYS
+from keras_mta.layers.span_masker import SpanMasker
+from keras_mta.layers.span_masker import ragged_pairs
+from keras_mta.preprocessing.offsets import tokenize_with_offsets
+from keras_mta.preprocessing.offsets import tokenizer_family
+
+logger = logging.getLogger(__name__)
+
+SPAN_KEYS = ("word_spans", "phrase_spans")
+UNIT_KINDS = ("word_units", "phrase_units")
+_RAGGED_SPANS = tf.RaggedTensorSpec([None, None, 2], tf.int32, ragged_rank=1)
+_INPUT_SIGNATURE = {
+    "prompt": tf.TensorSpec([None], tf.string),
+    "response": tf.TensorSpec([None], tf.string),
+    "word_spans": _RAGGED_SPANS,
+    "phrase_spans": _RAGGED_SPANS,
+}
+
+
+class TruncationWarning(UserWarning):
+    """Tokens or semantic units of a dataset were cut or dropped."""
+
+
+@keras.saving.register_keras_serializable(package="keras_mta")
+class DistillationPreprocessor(PreprocessingLayer):
+    """Prompt + response examples to tokens, targets and semantic units.
+
+    Wraps the student's keras-hub `CausalLMPreprocessor` (and the teacher's
+    when the two tokenize differently) with the semantic units of MTA. For
+    each example the model reads `text = prompt + response` (the prompt
+    already formatted with the instruction template). Its phrase and word
+    spans (characters, from `PhraseChunker` or a `SpanCache`) are mapped to
+    token ranges through the character offsets of the very tokens the model
+    sees (`tokenize_with_offsets`) by `SpanMasker`:
+
+    ```
+    token_ids     = pack(tokens(text))[:-1]      # start/end tokens as the
+    y             = pack(tokens(text))[1:]       # CausalLMPreprocessor packs
+    sample_weight = padding_mask[1:] * response[1:]
+    response_j    = 1 for a token holding a response character (its end
+                    offset > len(prompt)) and every token after it, and for
+                    the end token unless the text was truncated; 0 for
+                    prompt and start tokens
+    units         = SpanMasker(spans, token offsets)  # (max_units, 2)
+    ```
+
+    Prompt tokens are not trained (their targets weigh 0), as in the MTA
+    reference code. keras-hub's packer keeps the end token after a truncated
+    text; that target weighs 0 here (it would teach the model to stop in
+    the middle of a text).
+
+    When teacher and student tokenize alike (same tokenizer class,
+    vocabulary and settings, same start/end tokens) they share
+    `token_ids`; otherwise `x` also carries `teacher_token_ids`,
+    `teacher_padding_mask`, `teacher_word_units` and `teacher_phrase_units`,
+    the teacher's units coming from the same character spans.
+
+    The layer runs the TensorFlow path of the tokenizers (the one of
+    `tf.data`): map it over a `tf.data.Dataset` (batched or not), or call it
+    eagerly (then it runs through a `tf.function`, with the same ids).
+    Shapes are static: `(batch, sequence_length)` and `(batch,
+    max_units, 2)`.
+
+    Truncation and dropped units are never silent: `prepare_dataset` and
+    `compute_statistics` count, per dataset, the examples truncated, the
+    response-less examples and the units dropped (over `max_*_units`, cut
+    off by truncation, or covering no token) into `self.statistics` (a
+    `PreprocessingStatistics`) and emit a `TruncationWarning` with the
+    fractions.
+
+    Args:
+        student_preprocessor: the student's `keras_hub.models.
+            CausalLMPreprocessor` (e.g. `GPT2CausalLMPreprocessor`), with a
+            byte-pair, SentencePiece or WordPiece tokenizer.
+        teacher_preprocessor: the teacher's `CausalLMPreprocessor`, or
+            `None` when the teacher reads the student's tokens.
+        max_word_units: int. Rows of `word_units`. Defaults to the
+            sequence length.
+        max_phrase_units: int. Rows of `phrase_units`. Defaults to the
+            sequence length.
+        chunker: optional `PhraseChunker` or `SpanCache` (anything with
+            `chunk(texts)` or `get_or_compute(texts)` returning
+            `{"phrases": [...], "words": [...]}` per text), used when the
+            examples carry no spans. Chunking runs in Python, so inside
+            `tf.data` the spans must come with the examples
+            (`prepare_dataset` adds them).
+        sequence_length: int. Overrides the student preprocessor's
+            `sequence_length`.
+        teacher_sequence_length: int. Overrides the teacher preprocessor's
+            `sequence_length` (only used when the tokenizers differ).
+
+    Call arguments:
+        x: a dict with `"prompt"` and `"response"` strings (scalars or a
+            batch), and `"word_spans"` and `"phrase_spans"`: int
+            `(batch, None, 2)` ragged character spans of `prompt +
+            response` (or `(None, 2)` for one example). Eagerly, the spans
+            may be left out when a `chunker` is set.
+        y: must be `None` (the layer builds the targets).
+        sample_weight: must be `None`.
+
+    Returns:
+        `(x, y, sample_weight)`: `x` a dict of `token_ids` (int32),
+        `padding_mask` (bool), `word_units` and `phrase_units` (int32), plus
+        the `teacher_*` entries when the tokenizers differ; `y` the int32
+        next-token targets; `sample_weight` float32, 1 on response targets.
+
+    Examples:
+
+    ```python
+    preprocessor = keras_mta.DistillationPreprocessor(
+        keras_hub.models.GPT2CausalLMPreprocessor.from_preset(
+            "gpt2_base_en", sequence_length=512
+        ),
+        max_word_units=256,
+        max_phrase_units=128,
+        chunker=keras_mta.preprocessing.SpanCache("spans/"),
+    )
+    examples = keras_mta.data.load_examples("dolly.jsonl")[0]
+    ds = preprocessor.prepare_dataset(examples, batch_size=8, shuffle=True)
+    print(preprocessor.statistics)
+
+    # Or with spans already in the examples:
+    x, y, sample_weight = preprocessor({
+        "prompt": ["### Instruction:\\nName a fruit.\\n\\n### Response:\\n"],
+        "response": ["An apple."],
+        "word_spans": [[[44, 47], [47, 53]]],
+        "phrase_spans": [[[44, 53]]],
+    })
+    ```
+
+    References:
+        - Multi-Granular Trajectory Alignment for LLM distillation
+          (ACL 2026, arXiv 2605.01374).
+    """
+
+    def __init__(
+        self,
+        student_preprocessor,
+        teacher_preprocessor=None,
+        max_word_units=None,
+        max_phrase_units=None,
+        chunker=None,
+        sequence_length=None,
+        teacher_sequence_length=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_preprocessor(student_preprocessor, "student_preprocessor")
+        if teacher_preprocessor is not None:
+            _check_preprocessor(teacher_preprocessor, "teacher_preprocessor")
+        for name, value in (
+            ("max_word_units", max_word_units),
+            ("max_phrase_units", max_phrase_units),
+            ("sequence_length", sequence_length),
+            ("teacher_sequence_length", teacher_sequence_length),
+        ):
+            _check_optional_positive_int(name, value)
+        if chunker is not None and not (
+            hasattr(chunker, "get_or_compute") or hasattr(chunker, "chunk")
+        ):
+            raise TypeError(
+                "`chunker` must have a `chunk(texts)` or "
+                "`get_or_compute(texts)` method (a PhraseChunker or a "
+                f"SpanCache). Received: {type(chunker).__name__}."
+            )
+        self.student_preprocessor = student_preprocessor
+        self.teacher_preprocessor = teacher_preprocessor
+        self.max_word_units = max_word_units
+        self.max_phrase_units = max_phrase_units
+        self.chunker = chunker
+        self.sequence_length = sequence_length
+        self.teacher_sequence_length = teacher_sequence_length
+        self.shares_tokens = teacher_preprocessor is None or (
+            same_tokenization(student_preprocessor, teacher_preprocessor)
+        )
+        self.statistics = None
+        self._sides = [
+            _Side(
+                student_preprocessor,
+                sequence_length or student_preprocessor.sequence_length,
+                max_word_units,
+                max_phrase_units,
+                prefix="",
+            )
+        ]
+        if not self.shares_tokens:
+            self._sides.append(
+                _Side(
+                    teacher_preprocessor,
+                    teacher_sequence_length
+                    or teacher_preprocessor.sequence_length,
+                    max_word_units,
+                    max_phrase_units,
+                    prefix="teacher_",
+                )
+            )
+        self._eager_process = None
+        self.built = True
+
+    @property
+    def student_sequence_length(self):
+        """The length of `token_ids`."""
+        return self._sides[0].sequence_length
+
+    def call(self, x, y=None, sample_weight=None):
+        if y is not None or sample_weight is not None:
+            raise ValueError(
+                "DistillationPreprocessor builds `y` and `sample_weight` "
+                "itself (next tokens, response only); pass examples alone. "
+                f"Received y={y!r}, sample_weight={sample_weight!r}."
+            )
+        if tf.executing_eagerly():
+            outputs, _ = self._eager_call(x)
+            return convert_preprocessing_outputs(outputs)
+        outputs, _ = self._graph_call(x)
+        return outputs
+
+    def process_with_counts(self, x):
+        """`((x, y, sample_weight), counts)`: the call's outputs and the
+        per-example int32 counts (tokens, truncation, units kept and
+        dropped) that `compute_statistics` adds up. In graph or eagerly
+        (then as TensorFlow tensors)."""
+        if tf.executing_eagerly():
+            return self._eager_call(x)
+        return self._graph_call(x)
+
+    def _graph_call(self, x):
+        # A batch of string tensors runs the traced function (tracing
+        # keras-hub's tokenizers takes seconds); anything else is traced
+        # here.
+        if (
+            isinstance(x, dict)
+            and all(key in x for key in ("prompt", "response") + SPAN_KEYS)
+            and all(
+                isinstance(x[key], tf.Tensor)
+                and x[key].dtype == tf.string
+                and x[key].shape.rank == 1
+                for key in ("prompt", "response")
+            )
+            and all(
+                isinstance(x[key], (tf.Tensor, tf.RaggedTensor))
+                and x[key].shape.rank == 3
+                for key in SPAN_KEYS
+            )
+        ):
+            features = {key: x[key] for key in ("prompt", "response")}
+            for key in SPAN_KEYS:
+                features[key], _ = ragged_pairs(x[key], key)
+            return self._traced()(features)
+        return self._process(x)
+
+    def _traced(self):
+        """`_process` traced once for batched inputs; shared by eager calls,
+        `compute_statistics` and batched `tf.data` maps."""
+        if self._eager_process is None:
+            self._eager_process = tf.function(
+                self._process,
+                input_signature=[_INPUT_SIGNATURE],
+                autograph=False,
+            )
+        return self._eager_process
+
+    def _eager_call(self, x):
+        features, unbatched = self._eager_features(x)
+        outputs, counts = self._traced()(features)
+        if unbatched:
+            outputs = tf.nest.map_structure(lambda t: t[0], outputs)
+            counts = {k: v[0] for k, v in counts.items()}
+        return outputs, counts
+
+    # ------------------------------------------------------------------
+    # The TensorFlow computation.
+
+    def _process(self, features):
+        _check_example_dict(features)
+        missing = [key for key in SPAN_KEYS if key not in features]
+        if missing:
+            raise ValueError(
+                f"DistillationPreprocessor: the examples have no {missing} "
+                "(character spans of prompt + response). Inside tf.data the "
+                "spans must come with the examples: build the dataset with "
+                "`prepare_dataset`, or add the spans of a `SpanCache` / "
+                "`PhraseChunker` (`chunk(texts)`) to each example."
+            )
+        prompt = tf.convert_to_tensor(features["prompt"])
+        response = tf.convert_to_tensor(features["response"])
+        for key, value in (("prompt", prompt), ("response", response)):
+            if value.dtype != tf.string:
+                raise TypeError(
+                    f"DistillationPreprocessor: {key!r} must be strings. "
+                    f"Received a tensor of {value.dtype}."
+                )
+        unbatched = prompt.shape.rank == 0
+        if unbatched:
+            prompt = prompt[None]
+            response = response[None]
+        spans = {}
+        for key in SPAN_KEYS:
+            pairs, unbatched_spans = ragged_pairs(features[key], key)
+            if unbatched_spans != unbatched:
+                raise ValueError(
+                    f"DistillationPreprocessor: {key!r} must be batched like "
+                    "'prompt' and 'response' (rank 3 for a batch, 2 for one "
+                    f"example). Received shape {features[key].shape}."
+                )
+            spans[key] = pairs
+        text = tf.strings.join([prompt, response])
+        text_length = tf.strings.length(text, unit="UTF8_CHAR")
+        checks = [
+            tf.debugging.Assert(
+                tf.reduce_all(
+                    ~tf.strings.regex_full_match(response, r"[\s\p{Z}]*")
+                ),
+                [
+                    "DistillationPreprocessor: empty (or whitespace-only) "
+                    "`response`; every example needs a response to train on. "
+                    "Prompt of the first such example:",
+                    tf.boolean_mask(
+                        prompt,
+                        tf.strings.regex_full_match(response, r"[\s\p{Z}]*"),
+                    )[:1],
+                ],
+            )
+        ]
+        for key, pairs in spans.items():
+            starts = pairs.values[:, 0]
+            ends = pairs.values[:, 1]
+            limit = tf.repeat(text_length, pairs.row_lengths())
+            checks.append(
+                tf.debugging.Assert(
+                    tf.reduce_all((starts >= 0) & (ends <= limit)),
+                    [
+                        f"DistillationPreprocessor: {key!r} reach outside "
+                        "prompt + response (negative or past its last "
+                        "character): spans of another text, e.g. a stale "
+                        "cache? Text length and offending spans:",
+                        text_length,
+                        tf.boolean_mask(
+                            pairs.values, (starts < 0) | (ends > limit)
+                        )[:3],
+                    ],
+                )
+            )
+        with tf.control_dependencies(checks):
+            text = tf.identity(text)
+        prompt_length = tf.strings.length(prompt, unit="UTF8_CHAR")
+
+        x = {}
+        counts = {"examples": tf.ones_like(prompt_length)}
+        for index, side in enumerate(self._sides):
+            side_x, side_y, side_weight, side_counts = side(
+                text, prompt_length, spans
+            )
+            x.update(side_x)
+            counts.update(side_counts)
+            if index == 0:
+                y, weight = side_y, side_weight
+        outputs = (x, y, weight)
+        if unbatched:
+            outputs = tf.nest.map_structure(lambda t: t[0], outputs)
+            counts = {k: v[0] for k, v in counts.items()}
+        return outputs, counts
+
+    # ------------------------------------------------------------------
+    # Eager inputs: validation, chunking, conversion.
+
+    def _eager_features(self, x):
+        _check_example_dict(x)
+        prompts, unbatched = _python_strings(x["prompt"], "prompt")
+        responses, unbatched_responses = _python_strings(
+            x["response"], "response"
+        )
+        if unbatched != unbatched_responses or len(prompts) != len(responses):
+            raise ValueError(
+                "DistillationPreprocessor: 'prompt' and 'response' must have "
+                f"the same batch size. Received {len(prompts)} prompts and "
+                f"{len(responses)} responses."
+            )
+        _check_responses(responses)
+        present = [key for key in SPAN_KEYS if key in x]
+        if len(present) == 1:
+            raise ValueError(
+                f"DistillationPreprocessor: the examples have {present[0]!r} "
+                "but not the other of 'word_spans' and 'phrase_spans'."
+            )
+        features = {
+            "prompt": tf.constant(prompts, tf.string),
+            "response": tf.constant(responses, tf.string),
+        }
+        if present:
+            for key in SPAN_KEYS:
+                pairs, unbatched_spans = ragged_pairs(x[key], key)
+                if unbatched_spans != unbatched:
+                    raise ValueError(
+                        f"DistillationPreprocessor: {key!r} must be batched "
+                        "like 'prompt' and 'response'."
+                    )
+                if pairs.nrows() != len(prompts):
+                    raise ValueError(
+                        f"DistillationPreprocessor: {key!r} has "
+                        f"{int(pairs.nrows())} rows for {len(prompts)} "
+                        "examples."
+                    )
+                features[key] = pairs
+        else:
+            words, phrases = self._chunk(
+                [p + r for p, r in zip(prompts, responses)]
+            )
+            features["word_spans"] = words
+            features["phrase_spans"] = phrases
+        return features, unbatched
+
+    def _chunk(self, texts):
+        if self.chunker is None:
+            raise ValueError(
+                "DistillationPreprocessor: the examples have no "
+                "'word_spans' / 'phrase_spans' and no `chunker` was given. "
+                "Pass `chunker=PhraseChunker()` (or a `SpanCache`), or add "
+                "the spans to the examples."
+            )
+        if hasattr(self.chunker, "get_or_compute"):
+            results = self.chunker.get_or_compute(texts)
+        else:
+            results = self.chunker.chunk(texts)
+        return (
+            _ragged_spans([r["words"] for r in results]),
+            _ragged_spans([r["phrases"] for r in results]),
+        )
+
+    # ------------------------------------------------------------------
+    # Datasets and statistics.
+
+    def prepare_dataset(
+        self,
+        examples,
+        batch_size=8,
+        shuffle=False,
+        seed=None,
+        drop_remainder=False,
+        name=None,
+        statistics=True,
+    ):
+        """A batched `tf.data.Dataset` of `(x, y, sample_weight)`.
+
+        Validates every example, adds spans from the `chunker` to the
+        examples that have none, counts truncation and dropped units over
+        the whole dataset (`self.statistics`, and a `TruncationWarning` when
+        anything is cut), then maps this layer over batches.
+
+        Args:
+            examples: iterable of dicts or objects (e.g.
+                `keras_mta.data.Example`) with `prompt` and `response`, and
+                optionally `word_spans` and `phrase_spans`.
+            batch_size: int.
+            shuffle: bool. Shuffle the examples (each epoch).
+            seed: optional int seed of the shuffle.
+            drop_remainder: bool. Drop the last, smaller batch.
+            name: optional name of the dataset, for the warning.
+            statistics: bool. Count truncation and dropped units (one pass
+                over the data). Only skip it for a dataset already counted
+                (e.g. a fresh pipeline over the same examples).
+
+        Returns:
+            The dataset.
+
+        Note: `keras.utils.set_random_seed` (through `tf.random.set_seed`)
+        clears TensorFlow's eager kernel cache, which destroys the
+        SentencePiece resource of tf-text tokenizers that existing datasets
+        use ("Resource ... SentencepieceResource does not exist"). Seed
+        before building the preprocessor, or build the dataset again after
+        seeding.
+        """
+        examples = list(examples)
+        if not examples:
+            raise ValueError("DistillationPreprocessor: no examples given.")
+        prompts = []
+        responses = []
+        spans = {key: [] for key in SPAN_KEYS}
+        to_chunk = []
+        for index, example in enumerate(examples):
+            fields = {}
+            for key in ("prompt", "response") + SPAN_KEYS:
+                if isinstance(example, dict):
+                    if key in example:
+                        fields[key] = example[key]
+                elif hasattr(example, key):
+                    fields[key] = getattr(example, key)
+            for key in ("prompt", "response"):
+                if key not in fields:
+                    raise KeyError(
+                        f"DistillationPreprocessor: example {index} has no "
+                        f"{key!r}."
+                    )
+                if not isinstance(fields[key], str):
+                    raise TypeError(
+                        f"DistillationPreprocessor: {key!r} of example "
+                        f"{index} must be a string. Received "
+                        f"{type(fields[key]).__name__}: {fields[key]!r:.80}."
+                    )
+            prompts.append(fields["prompt"])
+            responses.append(fields["response"])
+            has = [key for key in SPAN_KEYS if fields.get(key) is not None]
+            if len(has) == 1:
+                raise ValueError(
+                    f"DistillationPreprocessor: example {index} has "
+                    f"{has[0]!r} but not the other span field."
+                )
+            for key in SPAN_KEYS:
+                spans[key].append(
+                    [tuple(pair) for pair in fields[key]] if has else None
+                )
+            if not has:
+                to_chunk.append(index)
+        _check_responses(responses)
+        if to_chunk:
+            words, phrases = self._chunk_lists(
+                [prompts[i] + responses[i] for i in to_chunk]
+            )
+            for i, w, p in zip(to_chunk, words, phrases):
+                spans["word_spans"][i] = w
+                spans["phrase_spans"][i] = p
+        features = {
+            "prompt": tf.constant(prompts, tf.string),
+            "response": tf.constant(responses, tf.string),
+        }
+        for key in SPAN_KEYS:
+            features[key] = _ragged_spans(spans[key])
+        dataset = tf.data.Dataset.from_tensor_slices(features)
+        if statistics:
+            self.compute_statistics(dataset, name=name)
+        if shuffle:
+            dataset = dataset.shuffle(
+                len(prompts), seed=seed, reshuffle_each_iteration=True
+            )
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        dataset = dataset.map(self, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def _chunk_lists(self, texts):
+        words, phrases = self._chunk(texts)
+        return (
+            [[tuple(p) for p in row] for row in words.to_list()],
+            [[tuple(p) for p in row] for row in phrases.to_list()],
+        )
+
+    def compute_statistics(self, dataset, batch_size=64, name=None):
+        """Counts truncation and dropped units over a dataset of examples.
+
+        Args:
+            dataset: a `tf.data.Dataset` of example dicts (batched or not)
+                with `prompt`, `response`, `word_spans` and `phrase_spans`.
+            batch_size: batch size of the counting pass over unbatched
+                examples.
+            name: optional name of the dataset, for the warning.
+
+        Returns:
+            The `PreprocessingStatistics`, also kept in `self.statistics`.
+            Emits a `TruncationWarning` with the fractions when examples
+            were truncated or units dropped, and logs the summary.
+        """
+        spec = dataset.element_spec
+        if not isinstance(spec, dict) or "prompt" not in spec:
+            raise TypeError(
+                "compute_statistics expects a dataset of example dicts with "
+                f"'prompt', 'response' and spans. Received: {spec}."
+            )
+        if spec["prompt"].shape.rank == 0:
+            dataset = dataset.batch(batch_size)
+        statistics = PreprocessingStatistics(
+            sequence_length=self._sides[0].sequence_length,
+            max_word_units=self._sides[0].max_word_units,
+            max_phrase_units=self._sides[0].max_phrase_units,
+            teacher_sequence_length=(
+                self._sides[1].sequence_length if len(self._sides) > 1 else None
+            ),
+        )
+        # Eagerly, through the same traced function as eager calls.
+        for batch in dataset:
+            features = {key: batch[key] for key in ("prompt", "response")}
+            for key in SPAN_KEYS:
+                if key not in batch:
+                    raise ValueError(
+                        f"compute_statistics: the examples have no {key!r}."
+                    )
+                features[key], _ = ragged_pairs(batch[key], key)
+            _, counts = self._traced()(features)
+            statistics.update({k: v.numpy() for k, v in counts.items()})
+        self.statistics = statistics
+        statistics.report(name)
+        return statistics
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "student_preprocessor": keras.layers.serialize(
+                    self.student_preprocessor
+                ),
+                "teacher_preprocessor": (
+                    None
+                    if self.teacher_preprocessor is None
+                    else keras.layers.serialize(self.teacher_preprocessor)
+                ),
+                "max_word_units": self.max_word_units,
+                "max_phrase_units": self.max_phrase_units,
+                "sequence_length": self.sequence_length,
+                "teacher_sequence_length": self.teacher_sequence_length,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("student_preprocessor", "teacher_preprocessor"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.layers.deserialize(config[key])
+        return cls(**config)
+
+
+class _Side:
+    """Tokens, packing and units of one model (student or teacher)."""
+
+    def __init__(
+        self,
+        preprocessor,
+        sequence_length,
+        max_word_units,
+        max_phrase_units,
+        prefix,
+    ):
+        self.preprocessor = preprocessor
+        self.tokenizer = preprocessor.tokenizer
+        self.sequence_length = int(sequence_length)
+        self.max_word_units = max_word_units or self.sequence_length
+        self.max_phrase_units = max_phrase_units or self.sequence_length
+        self.prefix = prefix
+        self.start = int(bool(preprocessor.add_start_token))
+        self.end = int(bool(preprocessor.add_end_token))
+        self.response_packer = keras_hub.layers.StartEndPacker(
+            start_value=0,
+            end_value=1,
+            pad_value=0,
+            sequence_length=self.sequence_length + 1,
+            return_padding_mask=False,
+        )
+        self.maskers = {
+            kind: SpanMasker(
+                max_units=max_units,
+                sequence_length=self.sequence_length,
+                position_offset=self.start,
+                return_counts=True,
+            )
+            for kind, max_units in (
+                ("word_units", self.max_word_units),
+                ("phrase_units", self.max_phrase_units),
+            )
+        }
+
+    def __call__(self, text, prompt_length, spans):
+        preprocessor = self.preprocessor
+        if not preprocessor.built:
+            preprocessor.build(None)
+        length = self.sequence_length
+        ids, offsets = tokenize_with_offsets(
+            self.tokenizer, text, skip_leading_whitespace=True
+        )
+        starts = offsets.values[:, 0]
+        ends = offsets.values[:, 1]
+        in_response = (starts >= 0) & (
+            ends > tf.repeat(prompt_length, ids.row_lengths())
+        )
+        # Every token after the first response token is a response token.
+        in_response = ids.with_values(tf.cast(in_response, "int32"))
+        in_response = tf.RaggedTensor.from_tensor(
+            tf.minimum(tf.cumsum(in_response.to_tensor(), axis=1), 1),
+            lengths=ids.row_lengths(),
+        )
+        token_ids, padding_mask = preprocessor.packer(
+            ids,
+            sequence_length=length + 1,
+            add_start_value=bool(self.start),
+            add_end_value=bool(self.end),
+        )
+        response = self.response_packer(
+            in_response,
+            add_start_value=bool(self.start),
+            add_end_value=bool(self.end),
+        )
+        token_ids = tf.ensure_shape(token_ids, [None, length + 1])
+        padding_mask = tf.ensure_shape(padding_mask, [None, length + 1])
+        weight = tf.cast(padding_mask[:, 1:], "float32") * tf.cast(
+            response[:, 1:], "float32"
+        )
+        tokens = tf.cast(ids.row_lengths(), "int32")
+        capacity = length - self.start
+        truncated = tokens > capacity
+        if self.end:
+            # After a truncated text the packer still ends with the end
+            # token: never train the model to stop mid-text.
+            last = tf.one_hot(length - 1, length, dtype="float32")
+            weight = weight * (
+                1.0 - last[None, :] * tf.cast(truncated, "float32")[:, None]
+            )
+        x = {
+            self.prefix + "token_ids": tf.cast(token_ids[:, :-1], "int32"),
+            self.prefix + "padding_mask": padding_mask[:, :-1],
+        }
+        counts = {
+            self.prefix + "tokens": tokens,
+            self.prefix + "truncated": tf.cast(truncated, "int32"),
+            self.prefix + "truncated_tokens": tf.maximum(tokens - capacity, 0),
+        }
+        if not self.prefix:
+            targets = tf.reduce_sum(weight, axis=1)
+            counts["response_tokens"] = tf.cast(targets, "int32")
+            counts["no_response"] = tf.cast(targets == 0, "int32")
+        for kind, key in zip(UNIT_KINDS, SPAN_KEYS):
+            units, unit_counts = self.maskers[kind](spans[key], offsets)
+            x[self.prefix + kind] = units
+            for name, value in unit_counts.items():
+                counts[f"{self.prefix}{kind}/{name}"] = value
+        y = tf.cast(token_ids[:, 1:], "int32")
+        return x, y, weight, counts
+
+
+@dataclasses.dataclass
+class PreprocessingStatistics:
+    """Truncation and unit counts of a dataset run through the
+    `DistillationPreprocessor`.
+
+    Attributes:
+        examples: number of examples.
+        tokens: student tokens of prompt + response, before truncation.
+        truncated_examples: examples longer than the window.
+        truncated_tokens: student tokens cut off.
+        response_tokens: response targets inside the window (weight 1).
+        examples_without_response: examples whose response lies wholly
+            outside the window (no target is trained).
+        teacher_tokens, teacher_truncated_examples,
+        teacher_truncated_tokens: the same for the teacher's tokens, when
+            the tokenizers differ.
+        units: per unit kind (`"word_units"`, `"phrase_units"`, and
+            `"teacher_..."`), a dict of the `SpanMasker` counts: `units`,
+            `kept`, `dropped_overflow`, `dropped_truncation`,
+            `dropped_empty`, `clipped`.
+        sequence_length, max_word_units, max_phrase_units,
+        teacher_sequence_length: the settings counted against.
+    """
+
+    examples: int = 0
+    tokens: int = 0
+    truncated_examples: int = 0
+    truncated_tokens: int = 0
+    response_tokens: int = 0
+    examples_without_response: int = 0
+    teacher_tokens: int = 0
+    teacher_truncated_examples: int = 0
+    teacher_truncated_tokens: int = 0
+    units: dict = dataclasses.field(default_factory=dict)
+    sequence_length: int = None
+    max_word_units: int = None
+    max_phrase_units: int = None
+    teacher_sequence_length: int = None
+
+    _FIELDS = {
+        "examples": "examples",
+        "tokens": "tokens",
+        "truncated": "truncated_examples",
+        "truncated_tokens": "truncated_tokens",
+        "response_tokens": "response_tokens",
+        "no_response": "examples_without_response",
+        "teacher_tokens": "teacher_tokens",
+        "teacher_truncated": "teacher_truncated_examples",
+        "teacher_truncated_tokens": "teacher_truncated_tokens",
+    }
+
+    def update(self, counts):
+        """Adds per-example counts (a dict of arrays) of one batch."""
+        for key, value in counts.items():
+            total = int(np.sum(value))
+            if "/" in key:
+                kind, name = key.split("/")
+                kind_counts = self.units.setdefault(
+                    kind, {k: 0 for k in COUNT_KEYS}
+                )
+                kind_counts[name] += total
+            elif key in self._FIELDS:
+                field = self._FIELDS[key]
+                setattr(self, field, getattr(self, field) + total)
+
+    def dropped(self, kind):
+        """Units of `kind` dropped by `max_units` and by truncation."""
+        counts = self.units.get(kind, {})
+        return counts.get("dropped_overflow", 0) + counts.get(
+            "dropped_truncation", 0
+        )
+
+    def dropped_fraction(self, kind):
+        """`dropped(kind)` over the units of `kind` (0 without units)."""
+        total = self.units.get(kind, {}).get("units", 0)
+        return self.dropped(kind) / total if total else 0.0
+
+    @property
+    def truncated_fraction(self):
+        return self.truncated_examples / self.examples if self.examples else 0.0
+
+    def has_losses(self):
+        """Whether anything was truncated or dropped."""
+        return bool(
+            self.truncated_examples
+            or self.teacher_truncated_examples
+            or self.examples_without_response
+            or any(self.dropped(kind) for kind in self.units)
+        )
+
+    def to_span_statistics(self, spans_statistics=None):
+        """The dropped counts as a `SpanStatistics` (student units).
+
+        Args:
+            spans_statistics: optional `SpanStatistics` of the chunking
+                (texts, phrases, words) to fill; a new one otherwise.
+        """
+        from keras_mta.preprocessing.statistics import SpanStatistics
+
+        stats = spans_statistics or SpanStatistics(texts=self.examples)
+        stats = dataclasses.replace(stats)
+        for granularity, kind in (
+            ("phrases", "phrase_units"),
+            ("words", "word_units"),
+        ):
+            counts = self.units.get(kind)
+            if counts is None:
+                continue
+            if spans_statistics is None:
+                setattr(stats, granularity, counts["units"])
+            setattr(
+                stats,
+                f"{granularity}_dropped_max_units",
+                counts["dropped_overflow"],
+            )
+            setattr(
+                stats,
+                f"{granularity}_dropped_truncation",
+                counts["dropped_truncation"] + counts["dropped_empty"],
+            )
+        return stats
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    def summary(self, name=None):
+        label = f" {name!r}" if name else ""
+        lines = [
+            f"dataset{label}: {self.examples} examples, {self.tokens} tokens",
+            f"truncated to sequence_length={self.sequence_length}: "
+            f"{self.truncated_examples} examples "
+            f"({100 * self.truncated_fraction:.2f}%), "
+            f"{self.truncated_tokens} tokens cut",
+            f"response targets: {self.response_tokens}; examples with no "
+            f"response inside the window: {self.examples_without_response}",
+        ]
+        if self.teacher_sequence_length is not None:
+            lines.append(
+                "teacher truncated to sequence_length="
+                f"{self.teacher_sequence_length}: "
+                f"{self.teacher_truncated_examples} examples, "
+                f"{self.teacher_truncated_tokens} tokens cut"
+            )
+        for kind, counts in self.units.items():
+            limit = (
+                self.max_phrase_units
+                if "phrase" in kind
+                else self.max_word_units
+            )
+            lines.append(
+                f"{kind}: {counts['units']} units, {counts['kept']} kept; "
+                f"dropped {100 * self.dropped_fraction(kind):.2f}% "
+                f"({counts['dropped_overflow']} over max_units={limit}, "
+                f"{counts['dropped_truncation']} by truncation); "
+                f"{counts['dropped_empty']} cover no token; "
+                f"{counts['clipped']} clipped by truncation"
+            )
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.summary()
+
+    def report(self, name=None):
+        """Logs the summary; warns (`TruncationWarning`) on any loss."""
+        summary = self.summary(name)
+        logger.info("DistillationPreprocessor statistics:\n%s", summary)
+        if self.has_losses():
+            warnings.warn(
+                "DistillationPreprocessor cut tokens or dropped units:\n"
+                + summary,
+                TruncationWarning,
+                stacklevel=3,
+            )
+
+
+def same_tokenization(first, second):
+    """Whether two `CausalLMPreprocessor`s produce the same token ids."""
+    a, b = first.tokenizer, second.tokenizer
+    if type(a) is not type(b):
+        return False
+    for attribute in ("add_start_token", "add_end_token"):
+        if getattr(first, attribute) != getattr(second, attribute):
+            return False
+
+    def config(tokenizer):
+        config = dict(tokenizer.get_config())
+        for key in ("name", "trainable", "dtype"):
+            config.pop(key, None)
+        return config
+
+    if config(a) != config(b):
+        return False
+    for attribute in ("start_token_id", "end_token_id", "pad_token_id"):
+        if getattr(a, attribute, None) != getattr(b, attribute, None):
+            return False
+    family = tokenizer_family(a)
+    if family == "byte_pair":
+        return a.vocabulary == b.vocabulary and list(a.merges) == list(b.merges)
+    if family == "sentence_piece":
+        return a.proto == b.proto
+    return list(a.vocabulary) == list(b.vocabulary)
+
+
+def _check_example_dict(x):
+    if not isinstance(x, dict):
+        raise TypeError(
+            "DistillationPreprocessor expects a dict with 'prompt' and "
+            "'response' (and 'word_spans', 'phrase_spans'). Received: "
+            f"{type(x).__name__}."
+        )
+    for key in ("prompt", "response"):
+        if key not in x:
+            raise KeyError(
+                f"DistillationPreprocessor: the examples have no {key!r} "
+                f"field (found {sorted(x)})."
+            )
+
+
+def _check_preprocessor(preprocessor, name):
+    if not isinstance(preprocessor, keras_hub.models.CausalLMPreprocessor):
+        raise TypeError(
+            f"`{name}` must be a keras_hub.models.CausalLMPreprocessor (e.g. "
+            "GPT2CausalLMPreprocessor). Received: "
+            f"{type(preprocessor).__name__}."
+        )
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError(f"`{name}` has no tokenizer.")
+    tokenizer_family(tokenizer)
+    if not preprocessor.sequence_length:
+        raise ValueError(
+            f"`{name}` has no `sequence_length`; set one (static shapes)."
+        )
+
+
+def _check_optional_positive_int(name, value):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"`{name}` must be a positive int or None. Received {value!r}."
+        )
+    if value < 1:
+        raise ValueError(f"`{name}` must be >= 1. Received {value}.")
+
+
+def _python_strings(value, key):
+    """A string or batch of strings as a list of `str`; unbatched?"""
+    if isinstance(value, tf.Tensor):
+        if value.dtype != tf.string:
+            raise TypeError(
+                f"DistillationPreprocessor: {key!r} must be strings. "
+                f"Received a tensor of {value.dtype}."
+            )
+        value = value.numpy()
+        if isinstance(value, bytes):
+            return [value.decode("utf-8")], True
+        value = value.tolist()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)):
+        value = value.decode("utf-8") if isinstance(value, bytes) else value
+        return [value], True
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"DistillationPreprocessor: {key!r} must be a string or a list "
+            f"of strings. Received {type(value).__name__}: {value!r:.80}."
+        )
+    strings = []
+    for index, item in enumerate(value):
+        if isinstance(item, bytes):
+            item = item.decode("utf-8")
+        if not isinstance(item, str):
+            raise TypeError(
+                f"DistillationPreprocessor: {key!r} of example {index} must "
+                f"be a string. Received {type(item).__name__}: {item!r:.80}."
+            )
+        strings.append(item)
+    return strings, False
+
+
+def _check_responses(responses):
+    for index, response in enumerate(responses):
+        if not response.strip():
+            raise ValueError(
+                f"DistillationPreprocessor: the response of example {index} "
+                f"is empty or whitespace only ({response!r}); every example "
+                "needs a response to train on."
+            )
+
+
+def _ragged_spans(rows):
+    """Lists of `(start, end)` per example as an int32 ragged tensor."""
+    flat = [pair for row in rows for pair in row]
+    values = np.asarray(flat, dtype=np.int32).reshape((-1, 2))
+    lengths = np.asarray([len(row) for row in rows], dtype=np.int64)
+    return tf.RaggedTensor.from_row_lengths(values, lengths)
