@@ -49,6 +49,19 @@ class ModelSpec:
         "shape, used to build the model from config without a download "
         "(tests, benchmarks) and to check the plan against the layer count.",
     )
+    student_init: str = _field(
+        "random",
+        "students only: `random` (the architecture's initialisers) or "
+        "`teacher_subset` (copy the teacher's embeddings, final norm and "
+        "the blocks of `student_init_layers`; same backbone class and "
+        "widths as the teacher, fewer layers).",
+    )
+    student_init_layers: list = _field(
+        [],
+        "students only: 0-based teacher block indices, one per student "
+        "block, for `teacher_subset` (empty: evenly spaced, first and last "
+        "included).",
+    )
 
     @property
     def num_layers(self):
@@ -87,7 +100,9 @@ class DataSpec:
         32, "phrase units kept per example (more are dropped and counted)."
     )
     span_cache: str = _field(
-        "", "directory of the spaCy span cache (empty: beside the data)."
+        "",
+        "directory of the spaCy span cache (empty: $KERAS_MTA_CACHE_DIR/"
+        "spans, else ~/.cache/keras-mta/spans).",
     )
     tokenizer: str = _field(
         "",
@@ -446,8 +461,58 @@ def _validate(recipe):
                     f"{spec.num_layers}, 0 = embeddings, "
                     f"{spec.num_layers} = final norm)."
                 )
+    _validate_student_init(recipe)
     if recipe.evaluation.top_p <= 0 or recipe.evaluation.top_p > 1:
         raise RecipeError("evaluation.top_p must lie in (0, 1].")
+
+
+def _validate_student_init(recipe):
+    teacher, student = recipe.teacher, recipe.student
+    if teacher.student_init != "random" or teacher.student_init_layers:
+        raise RecipeError(
+            "teacher.student_init and teacher.student_init_layers apply to "
+            "the student only: move them to the [student] table."
+        )
+    allowed = ("random", "teacher_subset")
+    if student.student_init not in allowed:
+        raise RecipeError(
+            f"student.student_init must be one of {allowed}, got "
+            f"{student.student_init!r}."
+        )
+    layers = student.student_init_layers
+    if student.student_init == "random":
+        if layers:
+            raise RecipeError(
+                "student.student_init_layers is only used with "
+                'student_init = "teacher_subset".'
+            )
+        return
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+        raise RecipeError(
+            f"student.student_init_layers must list ints, got {layers!r}."
+        )
+    if student.num_layers is not None and layers:
+        if len(layers) != student.num_layers:
+            raise RecipeError(
+                f"student.student_init_layers {layers} names {len(layers)} "
+                f"teacher blocks for the student's {student.num_layers}: "
+                "give one teacher block per student block."
+            )
+    if teacher.num_layers is not None:
+        if student.num_layers is not None:
+            if student.num_layers > teacher.num_layers:
+                raise RecipeError(
+                    'student.student_init = "teacher_subset" needs a '
+                    f"student with at most the teacher's {teacher.num_layers}"
+                    f" blocks, got {student.num_layers}."
+                )
+        bad = [i for i in layers if not 0 <= i < teacher.num_layers]
+        if bad:
+            raise RecipeError(
+                f"student.student_init_layers {layers} do not fit the "
+                f"teacher's {teacher.num_layers} blocks (0-based indices 0 "
+                f".. {teacher.num_layers - 1}): {bad}."
+            )
 
 
 def load_recipe(name_or_path, overrides=None):

