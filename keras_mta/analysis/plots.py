@@ -143,3 +143,112 @@ def _format(value):
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
     return str(value)
+
+
+def plot_trajectory_heatmaps(table, path, title=None):
+    """Heatmaps of agreement over (student layer, teacher layer).
+
+    One panel per granularity (word, phrase) plus linear CKA; the plan's
+    pairs are marked with white squares.
+
+    Args:
+        table: a `keras_mta.analysis.TrajectoryTable`.
+        path: PNG file to write.
+        title: optional figure title (default: the table's label).
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    panels = [(f"{g} units: 1 - DSA", m) for g, m in table.agreement.items()]
+    panels.append(("token states: linear CKA", table.cka))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False
+    )
+    for ax, (name, matrix) in zip(axes[0], panels):
+        image = ax.imshow(
+            matrix,
+            origin="lower",
+            aspect="auto",
+            vmin=0.0,
+            vmax=1.0,
+            cmap="viridis",
+        )
+        for s, t in table.plan_pairs:
+            ax.scatter(
+                [t],
+                [s],
+                marker="s",
+                s=80,
+                facecolors="none",
+                edgecolors="white",
+                linewidths=1.5,
+            )
+        ax.set_title(name)
+        ax.set_xlabel("teacher layer")
+        ax.set_ylabel("student layer")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle(title if title is not None else table.label)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_trajectory_lines(tables, path, pairs=None, title=None):
+    """Agreement along the mapped pairs, one line per checkpoint.
+
+    Args:
+        tables: list of `TrajectoryTable` (e.g. before and after
+            distillation), each drawn as one line per granularity.
+        path: PNG file to write.
+        pairs: optional `(student, teacher)` pairs (default: the first
+            table's plan pairs, or the diagonal of proportional depth).
+        title: optional figure title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    if not tables:
+        raise ValueError("plot_trajectory_lines needs at least one table.")
+    if pairs is None:
+        pairs = tables[0].plan_pairs
+    if not pairs:
+        s_max = tables[0].student_layers[-1]
+        t_max = tables[0].teacher_layers[-1]
+        pairs = [
+            (s, round(s * t_max / max(s_max, 1)))
+            for s in tables[0].student_layers
+        ]
+    granularities = list(tables[0].agreement)
+    fig, axes = plt.subplots(
+        1,
+        len(granularities),
+        figsize=(4.6 * len(granularities), 3.4),
+        squeeze=False,
+    )
+    labels = [f"S{s}/T{t}" for s, t in pairs]
+    for ax, granularity in zip(axes[0], granularities):
+        for table in tables:
+            ax.plot(
+                range(len(pairs)),
+                table.pair_agreement(granularity, pairs),
+                marker="o",
+                label=table.label or "checkpoint",
+            )
+        ax.set_xticks(range(len(pairs)))
+        ax.set_xticklabels(labels, rotation=30)
+        ax.set_ylim(0.0, 1.02)
+        ax.set_title(f"{granularity} units: 1 - DSA along depth")
+        ax.set_xlabel("student / teacher layer")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
