@@ -1,0 +1,103 @@
+"""The pieces of `keras_mta.runner` that the end-to-end test
+(tests/cli/test_distill_command.py) does not isolate."""
+
+import json
+
+import keras
+import pytest
+
+from keras_mta import load_recipe
+from keras_mta.data import Example
+from keras_mta.runner import EVALUATION_DATASETS
+from keras_mta.runner import format_table
+from keras_mta.runner import make_optimizer
+from keras_mta.runner import resolve_evaluation_dataset
+from keras_mta.runner import results_rows
+from keras_mta.runner import truncate_prompts
+from keras_mta.runner import write_results
+from tests.shared_data import shared_file
+from tests.tiny_models import char_gpt2_tokenizer
+
+
+def _example(prompt, response="ok"):
+    return Example(prompt=prompt, response=response, references=(response,))
+
+
+def test_truncate_prompts_cuts_on_token_boundaries_and_counts():
+    tokenizer = char_gpt2_tokenizer()  # one token per byte (and " t")
+    examples = [_example("abcdefgh"), _example("ab"), _example("a tree")]
+    out, cut = truncate_prompts(examples, tokenizer, 4)
+    assert cut == 2
+    assert [e.prompt for e in out] == ["abcd", "ab", "a tre"]
+    # Responses are never touched.
+    assert [e.response for e in out] == ["ok"] * 3
+    same, none = truncate_prompts(examples, tokenizer, 0)
+    assert none == 0 and same == examples
+
+
+def test_evaluation_sets_by_name_and_path(tmp_path, monkeypatch):
+    selfinst = shared_file("selfinst", "user_oriented_instructions.jsonl")
+    target = tmp_path / EVALUATION_DATASETS["selfinst"]
+    target.parent.mkdir(parents=True)
+    target.symlink_to(selfinst)
+    monkeypatch.setenv("KERAS_MTA_DATA_DIR", str(tmp_path))
+    assert resolve_evaluation_dataset("selfinst") == str(target)
+    assert resolve_evaluation_dataset("Self-Inst") == str(target)
+    assert resolve_evaluation_dataset(str(selfinst)) == str(selfinst)
+    with pytest.raises(FileNotFoundError, match="KERAS_MTA_DATA_DIR"):
+        resolve_evaluation_dataset("vicuna")
+    with pytest.raises(FileNotFoundError, match="dolly"):
+        resolve_evaluation_dataset("no-such-set")
+
+
+def test_optimizer_follows_the_recipe():
+    recipe = load_recipe("gpt2-1.5b-to-gpt2-120m")
+    optimizer = make_optimizer(recipe.training, steps=100)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert optimizer.weight_decay == pytest.approx(0.01)
+    assert optimizer.global_clipnorm == pytest.approx(1.0)
+    schedule = optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert float(schedule(0)) == pytest.approx(1e-4)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
+    constant = load_recipe(
+        "tiny-cpu", ["training.schedule=constant", "training.optimizer=adam"]
+    )
+    optimizer = make_optimizer(constant.training, steps=10)
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    assert float(optimizer.learning_rate) == pytest.approx(3e-3)
+
+
+def test_results_table_and_files(tmp_path):
+    results = {
+        "recipe": "r",
+        "description": "d",
+        "backend": "jax",
+        "wall_time_s": 12.0,
+        "evaluation_datasets": ["valid"],
+        "models": [
+            {
+                "model": "teacher",
+                "parameters": 1234,
+                "valid_loss": 1.5,
+                "wall_time_s": 3.0,
+                "rouge_l": {"valid": {"mean": 20.0, "std": 1.25}},
+            },
+            {
+                "model": "student (MTA)",
+                "parameters": 99,
+                "valid_loss": 2.0,
+                "wall_time_s": 1.0,
+                "rouge_l": {},
+            },
+        ],
+    }
+    rows = results_rows(results)
+    assert rows[0]["ROUGE-L valid"] == "20.00 +- 1.25"
+    assert rows[1]["ROUGE-L valid"] == "-"
+    assert rows[0]["parameters"] == "1,234"
+    table = format_table(rows)
+    assert table.splitlines()[0].startswith("| model | ROUGE-L valid |")
+    json_path, md_path = write_results(results, str(tmp_path))
+    assert json.loads(open(json_path).read())["models"][1]["parameters"] == 99
+    assert "| student (MTA) | - |" in open(md_path).read()
