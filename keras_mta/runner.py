@@ -6,7 +6,8 @@ user calls with a `keras_mta.load_recipe(...)` result:
 1. data: load (or, for `builtin:toy-world`, write) the JSONL files;
 2. models: teacher and student from presets or architectures, with the
    recipe's tokenizer (trained on the training text for `sentencepiece:N`);
-3. spans: chunk every text once (span cache), build the `tf.data` pipelines;
+3. spans and tokens: chunk every text once (span cache), tokenize and map
+   units once into arrays that `tf.data` shuffles and batches per epoch;
 4. teacher: optional supervised fine-tuning (`training.teacher_epochs`);
 5. students: every variant of `distillation.compare` (e.g. SFT, KD, MTA),
    each from the same initial student weights, seed and schedule;
@@ -26,6 +27,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_mta.data import load_examples
 from keras_mta.data.tokenizers import train_sentencepiece_tokenizer
@@ -300,31 +302,51 @@ class Datasets:
         self.batch_size = recipe.training.batch_size
         self.seed = recipe.training.seed
         self.cap = recipe.training.steps_per_epoch
+        drop = len(self.train_examples) >= self.batch_size
+        self.drop_remainder = drop
+        # Tokens, targets and units are computed once per dataset and kept
+        # (a few MB even for Dolly at 256 tokens): epochs and variants then
+        # only shuffle and batch arrays, instead of re-running tokenizers
+        # and span masking at every step.
         _say("spans and tokens of the training data")
-        self.train = self.training_dataset(statistics=True)
+        self.train_arrays = _materialize(
+            self.preprocessor.prepare_dataset(
+                self.train_examples, batch_size=256, name="train"
+            )
+        )
         self.train_statistics = self.preprocessor.statistics
         _say("spans and tokens of the validation data")
-        self.valid = self.preprocessor.prepare_dataset(
-            self.valid_examples, batch_size=self.batch_size, name="valid"
+        self.valid_arrays = _materialize(
+            self.preprocessor.prepare_dataset(
+                self.valid_examples, batch_size=256, name="valid"
+            )
         )
         self.valid_statistics = self.preprocessor.statistics
+        self.valid = (
+            tf.data.Dataset.from_tensor_slices(self.valid_arrays)
+            .batch(self.batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        self.train = self.training_dataset()
         full = len(self.train_examples) // self.batch_size or 1
         self.steps_per_epoch = min(full, self.cap or full)
 
-    def training_dataset(self, statistics=False):
+    def training_dataset(self):
         """A fresh training pipeline: every call yields the same seeded
         sequence of shuffled epochs (so that every variant sees the same
         data order)."""
-        dataset = self.preprocessor.prepare_dataset(
-            self.train_examples,
-            batch_size=self.batch_size,
-            shuffle=True,
-            seed=self.seed,
-            drop_remainder=len(self.train_examples) >= self.batch_size,
-            name="train",
-            statistics=statistics,
+        dataset = (
+            tf.data.Dataset.from_tensor_slices(self.train_arrays)
+            .shuffle(
+                len(self.train_examples),
+                seed=self.seed,
+                reshuffle_each_iteration=True,
+            )
+            .batch(self.batch_size, drop_remainder=self.drop_remainder)
         )
-        return dataset.repeat() if self.cap else dataset
+        if self.cap:
+            dataset = dataset.repeat()
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def statistics(self):
         return {
@@ -333,6 +355,18 @@ class Datasets:
             "train_prompts_cut": self.train_prompts_cut,
             "valid_prompts_cut": self.valid_prompts_cut,
         }
+
+
+def _materialize(dataset):
+    """The batches of a finite dataset, concatenated into NumPy arrays
+    with the same structure."""
+    batches = [
+        tf.nest.map_structure(lambda t: np.asarray(t), batch)
+        for batch in dataset
+    ]
+    return tf.nest.map_structure(
+        lambda *parts: np.concatenate(parts, axis=0), *batches
+    )
 
 
 # ----------------------------------------------------------------------
@@ -707,7 +741,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
         for variant in recipe.distillation.compare:
             # Same start, same data order. (Not `set_random_seed` here: it
             # clears TensorFlow's kernel cache, destroying the tf-text
-            # tokenizer resources the datasets use.)
+            # tokenizer resources that live pipelines use.)
             student.set_weights(initial)
             datasets.train = datasets.training_dataset()
             _, history, seconds = distill_variant(
