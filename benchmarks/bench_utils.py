@@ -270,6 +270,40 @@ def batches(data, batch_size):
 # === Models ===
 
 
+def build_models(config, seq_len=None, with_teacher=True):
+    """`(teacher or None, student, plan)` of a benchmark configuration:
+    random-weight GPT-2 models and the default plan of `num_pairs`
+    pairs (one word pair)."""
+    import keras_mta
+
+    seq_len = seq_len or config["seq_len"]
+    teacher = None
+    if with_teacher:
+        teacher = build_gpt2(
+            config["teacher_layers"],
+            config["teacher_dim"],
+            config["teacher_heads"],
+            config["vocabulary_size"],
+            seq_len,
+            "teacher",
+        )
+    student = build_gpt2(
+        config["student_layers"],
+        config["student_dim"],
+        config["student_heads"],
+        config["vocabulary_size"],
+        seq_len,
+        "student",
+    )
+    plan = keras_mta.AlignmentPlan.default(
+        config["teacher_layers"],
+        config["student_layers"],
+        num_pairs=config["num_pairs"],
+        word_pairs=1,
+    )
+    return teacher, student, plan
+
+
 def build_gpt2(
     num_layers,
     hidden_dim,

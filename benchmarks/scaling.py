@@ -64,7 +64,6 @@ class Pieces:
         import jax
         import keras
 
-        import keras_mta
         from keras_mta.layers import TrajectoryAlignmentLoss
         from keras_mta.losses import get_divergence
         from keras_mta.losses import token_importance
@@ -72,28 +71,7 @@ class Pieces:
 
         keras.utils.set_random_seed(0)
         self.config = config
-        teacher = bench_utils.build_gpt2(
-            config["teacher_layers"],
-            config["teacher_dim"],
-            config["teacher_heads"],
-            config["vocabulary_size"],
-            512,
-            "teacher",
-        )
-        student = bench_utils.build_gpt2(
-            config["student_layers"],
-            config["student_dim"],
-            config["student_heads"],
-            config["vocabulary_size"],
-            512,
-            "student",
-        )
-        plan = keras_mta.AlignmentPlan.default(
-            config["teacher_layers"],
-            config["student_layers"],
-            num_pairs=config["num_pairs"],
-            word_pairs=1,
-        )
+        teacher, student, plan = bench_utils.build_models(config, seq_len=512)
         self.t_view = hidden_states_model(teacher, plan.teacher_layers)
         self.s_view = hidden_states_model(student, plan.student_layers)
         self.t_vars = (

@@ -51,8 +51,6 @@ def worker(args):
     import keras
     import numpy as np
 
-    import keras_mta
-
     config = dict(MID, seq_len=args.seq_len, batch_size=args.batch_size)
     data = bench_utils.real_unit_batches(
         config["seq_len"], num_examples=args.num_examples
@@ -68,29 +66,8 @@ def worker(args):
     batch_list = bench_utils.batches(data, config["batch_size"])
     keras.utils.set_random_seed(0)
     rss_start = bench_utils.current_rss_mb()
-    teacher = None
-    if args.variant != "sft":
-        teacher = bench_utils.build_gpt2(
-            config["teacher_layers"],
-            config["teacher_dim"],
-            config["teacher_heads"],
-            config["vocabulary_size"],
-            config["seq_len"],
-            "teacher",
-        )
-    student = bench_utils.build_gpt2(
-        config["student_layers"],
-        config["student_dim"],
-        config["student_heads"],
-        config["vocabulary_size"],
-        config["seq_len"],
-        "student",
-    )
-    plan = keras_mta.AlignmentPlan.default(
-        config["teacher_layers"],
-        config["student_layers"],
-        num_pairs=config["num_pairs"],
-        word_pairs=1,
+    teacher, student, plan = bench_utils.build_models(
+        config, with_teacher=args.variant != "sft"
     )
     model = bench_utils.build_variant(args.variant, teacher, student, plan)
     rss_built = bench_utils.current_rss_mb()
@@ -129,36 +106,13 @@ def interleaved(args, variants):
 
     import keras
 
-    import keras_mta
-
     config = dict(MID, seq_len=args.seq_len, batch_size=args.batch_size)
     data = bench_utils.real_unit_batches(
         config["seq_len"], num_examples=args.num_examples
     )
     batch_list = bench_utils.batches(data, config["batch_size"])
     keras.utils.set_random_seed(0)
-    teacher = bench_utils.build_gpt2(
-        config["teacher_layers"],
-        config["teacher_dim"],
-        config["teacher_heads"],
-        config["vocabulary_size"],
-        config["seq_len"],
-        "teacher",
-    )
-    student = bench_utils.build_gpt2(
-        config["student_layers"],
-        config["student_dim"],
-        config["student_heads"],
-        config["vocabulary_size"],
-        config["seq_len"],
-        "student",
-    )
-    plan = keras_mta.AlignmentPlan.default(
-        config["teacher_layers"],
-        config["student_layers"],
-        num_pairs=config["num_pairs"],
-        word_pairs=1,
-    )
+    teacher, student, plan = bench_utils.build_models(config)
     models = {
         v: bench_utils.build_variant(v, teacher, student, plan)
         for v in variants
