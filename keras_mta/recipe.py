@@ -76,8 +76,8 @@ class DataSpec:
 
     train: str = _field(
         "",
-        "training data: a JSONL path (Dolly, prompt/completion or "
-        "self-instruct schema).",
+        "training data: a JSONL path or hf://datasets/OWNER/NAME/FILE.jsonl "
+        "(Dolly, prompt/completion or self-instruct schema).",
     )
     valid: str = _field("", "validation data: a JSONL path.")
     schema: str = _field(

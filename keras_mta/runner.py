@@ -485,8 +485,8 @@ def resolve_evaluation_dataset(name_or_path, data_dir=None):
     Names (`dolly`, `selfinst`, `vicuna`, `sinst`, `uinst`) are looked up
     under `data_dir` (default `$KERAS_MTA_DATA_DIR`, else `data/`).
     """
-    if os.path.exists(name_or_path):
-        return name_or_path
+    if os.path.exists(name_or_path) or name_or_path.startswith("hf://"):
+        return name_or_path  # a path, or a Hub file for load_examples
     key = name_or_path.lower().replace("-", "").replace("_", "")
     if key in EVALUATION_DATASETS:
         root = data_dir or os.environ.get("KERAS_MTA_DATA_DIR", "data")

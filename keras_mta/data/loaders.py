@@ -132,12 +132,40 @@ def _examples_from_row(row, schema, source):
     raise ValueError(f"Unknown schema {schema!r}; choose one of {SCHEMAS}.")
 
 
+HUB_PREFIX = "hf://datasets/"
+
+
+def hub_dataset_file(handle):
+    """Local path of `hf://datasets/OWNER/NAME/FILE` (downloaded or cached).
+
+    Uses `huggingface_hub.hf_hub_download`, so the file lands in (and is
+    read from) the Hub cache: a later run, or one with `HF_HUB_OFFLINE=1`,
+    does not touch the network.
+    """
+    parts = handle[len(HUB_PREFIX) :].split("/")
+    if len(parts) < 3 or not all(parts):
+        raise ValueError(
+            f"A Hub dataset file is `hf://datasets/OWNER/NAME/FILE.jsonl`; "
+            f"got {handle!r}."
+        )
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(
+        repo_id="/".join(parts[:2]),
+        filename="/".join(parts[2:]),
+        repo_type="dataset",
+    )
+
+
 def load_examples(path, schema="auto", on_error="raise", limit=None):
     """Read instruction examples from a JSONL file.
 
     Args:
         path: path of a JSONL file, one JSON object per line (blank lines
-            are ignored).
+            are ignored), or a Hugging Face Hub dataset file
+            `hf://datasets/OWNER/NAME/FILE.jsonl` (downloaded once into the
+            Hub cache with `huggingface_hub`; offline, read from that cache
+            with `HF_HUB_OFFLINE=1`).
         schema: `"auto"` (detected from the first valid row), `"dolly"`
             (`instruction`, `context`, `response`, `category`),
             `"prompt_completion"` (`prompt`, `completion`) or
@@ -164,6 +192,8 @@ def load_examples(path, schema="auto", on_error="raise", limit=None):
             f"Unknown schema {schema!r}; choose 'auto' or one of {SCHEMAS}."
         )
     path = os.fspath(path)
+    if path.startswith(HUB_PREFIX):
+        path = hub_dataset_file(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No data file at {path!r}.")
     report = LoadReport(path=path, schema=schema)

@@ -138,3 +138,35 @@ def test_limit(tmp_path):
     path = _write(tmp_path, [good] * 5)
     examples, _ = load_examples(path, limit=2)
     assert len(examples) == 2
+
+
+def test_hub_dataset_handle_reads_the_hub_cache_offline(tmp_path, monkeypatch):
+    """The real `hf_hub_download` path, served from a Hub cache the test
+    writes (the layout huggingface_hub keeps: refs/main names the
+    snapshot), with the network forbidden."""
+    import huggingface_hub.constants
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "datasets--someone--dolly-mini"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit / "data"
+    snapshot.mkdir(parents=True)
+    rows = [
+        {"instruction": "Name a fruit.", "context": "", "response": "Apple."},
+        {"instruction": "Name a color.", "context": "", "response": "Red."},
+    ]
+    (snapshot / "train.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in rows)
+    )
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub")
+    )
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    examples, report = load_examples(
+        "hf://datasets/someone/dolly-mini/data/train.jsonl"
+    )
+    assert [e.response for e in examples] == ["Apple.", "Red."]
+    assert report.path.endswith("train.jsonl")
+    with pytest.raises(ValueError, match="hf://datasets/OWNER/NAME"):
+        load_examples("hf://datasets/someone")
