@@ -20,7 +20,6 @@ user calls with a `keras_mta.load_recipe(...)` result:
 
 import dataclasses
 import json
-import logging
 import os
 import sys
 import time
@@ -47,8 +46,6 @@ from keras_mta.preprocessing import PhraseChunker
 from keras_mta.preprocessing import SpanCache
 from keras_mta.preprocessing import tokenize_with_offsets
 from keras_mta.preprocessing.distillation_preprocessor import same_tokenization
-
-logger = logging.getLogger(__name__)
 
 TOY_WORLD = "builtin:toy-world"
 
@@ -253,10 +250,6 @@ def make_optimizer(training, steps, learning_rate=None):
     return keras.optimizers.Adam(learning_rate=schedule, **clip)
 
 
-def parameter_count(model):
-    return int(sum(np.prod(w.shape) for w in model.weights))
-
-
 # ----------------------------------------------------------------------
 # Datasets.
 
@@ -451,19 +444,22 @@ def validation_loss(causal_lm, valid_ds):
     return float(logs["loss"])
 
 
-def evaluation_sets(recipe, valid_examples):
-    """`{name: examples}` scored by the ROUGE-L protocol."""
+def evaluation_sets(entries, valid_examples=None, limit=0, on_error="raise"):
+    """`{entry: examples}` scored by the ROUGE-L protocol.
+
+    Each entry is `"valid"` (the given `valid_examples`), a JSONL path, an
+    `hf://datasets/...` file or a name of `EVALUATION_DATASETS`; at most
+    `limit` examples of each are kept (0: all).
+    """
     sets = {}
-    for entry in recipe.evaluation.datasets:
-        if entry == "valid":
+    for entry in entries:
+        if entry == "valid" and valid_examples is not None:
             examples = valid_examples
         else:
             examples, report = load_examples(
-                resolve_evaluation_dataset(entry),
-                on_error=recipe.data.on_error,
+                resolve_evaluation_dataset(entry), on_error=on_error
             )
             _say(f"evaluation data {entry}: {report}")
-        limit = recipe.evaluation.max_examples
         sets[entry] = list(examples[:limit] if limit else examples)
     return sets
 
@@ -506,9 +502,9 @@ def resolve_evaluation_dataset(name_or_path, data_dir=None):
     )
 
 
-def rouge_scores(recipe, causal_lm, sets, label):
-    """`{dataset: EvaluationResult.to_dict()}` of one model."""
-    ev = recipe.evaluation
+def rouge_scores(ev, causal_lm, sets, label):
+    """`{dataset: EvaluationResult.to_dict()}` of one model, with the
+    protocol settings of `ev` (a recipe's `EvaluationSpec`)."""
     out = {}
     for name, examples in sets.items():
         _say(f"ROUGE-L of {label} on {name} ({len(examples)} prompts)")
@@ -675,7 +671,7 @@ def _model_entry(name, role, model, valid_loss, seconds, rouge):
     return {
         "model": name,
         "role": role,
-        "parameters": parameter_count(model),
+        "parameters": int(model.count_params()),
         "valid_loss": valid_loss,
         "wall_time_s": seconds,
         "rouge_l": rouge,
@@ -712,7 +708,12 @@ def run_distill(recipe, tiny=False, output_dir=None):
         datasets, stages["spans"] = timed(
             Datasets, recipe, train, valid, student, teacher
         )
-        sets = evaluation_sets(recipe, datasets.valid_examples)
+        sets = evaluation_sets(
+            recipe.evaluation.datasets,
+            datasets.valid_examples,
+            limit=recipe.evaluation.max_examples,
+            on_error=recipe.data.on_error,
+        )
         histories, entries, tables = {}, [], []
 
         teacher_seconds = 0.0
@@ -729,7 +730,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
                 teacher,
                 validation_loss(teacher, datasets.valid),
                 teacher_seconds,
-                rouge_scores(recipe, teacher, sets, "teacher"),
+                rouge_scores(recipe.evaluation, teacher, sets, "teacher"),
             )
         )
 
@@ -756,7 +757,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
                     student,
                     validation_loss(student, datasets.valid),
                     seconds,
-                    rouge_scores(recipe, student, sets, name),
+                    rouge_scores(recipe.evaluation, student, sets, name),
                 )
             )
             if variant == "mta":

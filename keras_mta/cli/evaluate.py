@@ -77,9 +77,9 @@ def evaluate_command(args):
     """Run `keras-mta evaluate`; returns `{dataset: result dict}`."""
     import keras_hub
 
-    from keras_mta.data import load_examples
-    from keras_mta.evaluation import evaluate_rouge
-    from keras_mta.runner import resolve_evaluation_dataset
+    from keras_mta.recipe import EvaluationSpec
+    from keras_mta.runner import evaluation_sets
+    from keras_mta.runner import rouge_scores
 
     if os.path.sep in args.preset and not os.path.isdir(args.preset):
         raise FileNotFoundError(
@@ -88,24 +88,16 @@ def evaluate_command(args):
             "or a keras-hub preset name."
         )
     model = keras_hub.models.CausalLM.from_preset(args.preset)
-    results = {}
-    for entry in args.data:
-        examples, report = load_examples(resolve_evaluation_dataset(entry))
-        print(f"{entry}: {report}", flush=True)
-        if args.max_examples:
-            examples = examples[: args.max_examples]
-        result = evaluate_rouge(
-            model,
-            examples,
-            dataset=entry,
-            seeds=tuple(args.seeds),
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            temperature=args.temperature,
-            top_p=args.top_p,
-        )
-        print(result, flush=True)
-        results[entry] = result.to_dict(with_predictions=True)
+    protocol = EvaluationSpec(
+        seeds=list(args.seeds),
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        max_examples=args.max_examples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
+    sets = evaluation_sets(args.data, limit=args.max_examples)
+    results = rouge_scores(protocol, model, sets, args.preset)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             json.dump({"preset": args.preset, "results": results}, f, indent=1)
