@@ -13,12 +13,15 @@ from keras_mta.losses.divergences import ReverseKL
 from keras_mta.losses.divergences import SkewForwardKL
 from keras_mta.losses.divergences import SkewReverseKL
 from keras_mta.losses.divergences import TotalVariation
+from keras_mta.losses.divergences import coarse_student_log_probs
+from keras_mta.losses.divergences import coarse_teacher_log_probs
 from keras_mta.losses.divergences import forward_kl
 from keras_mta.losses.divergences import get_divergence
 from keras_mta.losses.divergences import jensen_shannon
 from keras_mta.losses.divergences import reverse_kl
 from keras_mta.losses.divergences import skew_forward_kl
 from keras_mta.losses.divergences import skew_reverse_kl
+from keras_mta.losses.divergences import top_k_log_probs
 from keras_mta.losses.divergences import total_variation
 from keras_mta.losses.token_importance import entropy_weights
 from keras_mta.losses.token_importance import token_importance

@@ -10,6 +10,18 @@ The `keras.losses.Loss` subclasses take `y_true` = teacher logits and
 `y_pred` = student logits, and by default average over positions weighted by
 `sample_weight` (`reduction="mean_with_sample_weight"`), so a position of
 weight 0 (a prompt or padding token) changes nothing.
+
+Top-k form (training from a cached teacher, `keras_mta.models.TeacherCache`
+and `DistillationModel(teacher=CachedTeacher)`): the teacher keeps, per
+position, only its `k` most likely tokens (their log-probabilities and ids)
+and the log of the probability mass of all other tokens. Both
+distributions are then coarsened to the same `k + 1` outcomes, the
+teacher's `k` tokens plus one bucket holding the rest of the vocabulary
+(`coarse_teacher_log_probs`, `coarse_student_log_probs`), and the
+divergence is taken over those outcomes (`Divergence.top_k`). Coarsening
+can only lower a divergence (data processing inequality); with `k` equal
+to the vocabulary size the bucket is empty and the top-k form is the full
+divergence.
 """
 
 import math
@@ -32,6 +44,111 @@ def _log_mixture(log_p, log_q, weight_p):
     return ops.logaddexp(
         log_p + math.log(weight_p), log_q + math.log(1.0 - weight_p)
     )
+
+
+# Log-probability of an empty outcome (the rest bucket when the top k cover
+# the whole vocabulary): exp() of it is exactly 0 in float32, and it stays
+# finite, so `0 * (log p - log q)` is 0 rather than NaN.
+_EMPTY_LOG_PROB = -1e4
+
+
+def _top_k_mask(indices, vocab_size):
+    """`(..., vocab_size)` float mask, 1 at the ids in `indices (..., k)`.
+
+    Built with one `scatter` of `batch * seq_len * k` ones (never a
+    `(..., k, vocab_size)` one-hot)."""
+    indices = ops.cast(indices, "int32")
+    shape = ops.shape(indices)
+    batch, length, k = shape[0], shape[1], shape[2]
+    rows = ops.broadcast_to(
+        ops.reshape(ops.arange(batch, dtype="int32"), (-1, 1, 1)), shape
+    )
+    cols = ops.broadcast_to(
+        ops.reshape(ops.arange(length, dtype="int32"), (1, -1, 1)), shape
+    )
+    coordinates = ops.reshape(
+        ops.stack([rows, cols, indices], axis=-1), (-1, 3)
+    )
+    ones = ops.ones((batch * length * k,), dtype="float32")
+    return ops.scatter(coordinates, ones, (batch, length, vocab_size))
+
+
+def _rest_log_mass(log_p, indices):
+    """`log` of the probability of every token not in `indices`, exactly:
+    a log-sum-exp over those tokens (not `log(1 - top-k mass)`, which
+    cancels catastrophically in float32 once the rest is below ~1e-7).
+    With no token left it is `_EMPTY_LOG_PROB` (probability 0)."""
+    vocab_size = ops.shape(log_p)[-1]
+    in_top = _top_k_mask(indices, vocab_size) > 0
+    rest = ops.logsumexp(ops.where(in_top, -1e9, log_p), axis=-1)
+    return ops.maximum(rest, _EMPTY_LOG_PROB)
+
+
+def top_k_log_probs(logits, k, temperature=1.0):
+    """The teacher's `k` most likely tokens and the mass of all the others.
+
+    Args:
+        logits: `(batch, seq_len, vocab_size)` teacher logits.
+        k: int in `1 .. vocab_size`.
+        temperature: float > 0, applied before the softmax.
+
+    Returns:
+        `(log_probs, indices, log_rest)`: float32 `(..., k)` log-probabilities
+        of the top `k` tokens in decreasing order, int32 `(..., k)` their
+        ids, and float32 `(...)` the log of the probability of every other
+        token together (`-1e4`, i.e. probability 0, when `k` is the
+        vocabulary size).
+    """
+    _check_temperature(temperature)
+    vocab_size = ops.shape(logits)[-1]
+    if not 1 <= int(k) <= int(vocab_size):
+        raise ValueError(
+            f"`top_k` must lie in [1, vocabulary size = {vocab_size}], got {k}."
+        )
+    if len(ops.shape(logits)) != 3:
+        raise ValueError(
+            "`top_k_log_probs` takes logits of shape (batch, seq_len, "
+            f"vocab_size), got shape {ops.shape(logits)}."
+        )
+    log_p = _log_probs(logits, temperature)
+    values, indices = ops.top_k(log_p, int(k), sorted=True)
+    indices = ops.cast(indices, "int32")
+    return values, indices, _rest_log_mass(log_p, indices)
+
+
+def coarse_teacher_log_probs(top_k_log_probs, log_rest):
+    """`(..., k + 1)` log-probabilities: the top `k`, then the rest bucket.
+
+    Renormalized (the stored values may have lost a little precision), so
+    the outcomes sum to exactly 1.
+    """
+    log_t = ops.concatenate(
+        [
+            ops.cast(top_k_log_probs, "float32"),
+            ops.maximum(ops.cast(log_rest, "float32"), _EMPTY_LOG_PROB)[
+                ..., None
+            ],
+        ],
+        axis=-1,
+    )
+    return ops.log_softmax(log_t, axis=-1)
+
+
+def coarse_student_log_probs(student_logits, top_k_indices, temperature=1.0):
+    """The student's law on the teacher's `k + 1` outcomes, `(..., k + 1)`.
+
+    `log q` of each of the teacher's top-`k` tokens (gathered from the full
+    student softmax at `temperature`) and the log of the student's mass on
+    every other token (a log-sum-exp over them) for the bucket. Shapes
+    `(batch, seq_len, vocab_size)` and `(batch, seq_len, k)`. Gradients flow
+    to all student logits.
+    """
+    _check_temperature(temperature)
+    log_q = _log_probs(student_logits, temperature)
+    indices = ops.cast(top_k_indices, "int32")
+    top = ops.take_along_axis(log_q, indices, axis=-1)
+    rest = _rest_log_mass(log_q, indices)
+    return ops.concatenate([top, rest[..., None]], axis=-1)
 
 
 def _check_fraction(name, value):
@@ -129,6 +246,46 @@ class _Divergence(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return type(self)._fn(y_true, y_pred, **self._kwargs())
+
+    def top_k(
+        self,
+        teacher_top_k_log_probs,
+        teacher_top_k_indices,
+        teacher_log_rest,
+        student_logits,
+        sample_weight=None,
+    ):
+        """The divergence over the teacher's top `k` tokens plus the rest.
+
+        Both laws are coarsened to `k + 1` outcomes (see the module
+        docstring) and the divergence is taken over them, reduced like
+        `__call__`. The teacher's values must have been computed at this
+        loss's `temperature` (`top_k_log_probs(logits, k, temperature)`).
+
+        Args:
+            teacher_top_k_log_probs: float `(batch, seq_len, k)`.
+            teacher_top_k_indices: int `(batch, seq_len, k)` token ids.
+            teacher_log_rest: float `(batch, seq_len)`, log of the mass of
+                the other tokens.
+            student_logits: `(batch, seq_len, vocab_size)`.
+            sample_weight: optional `(batch, seq_len)` position weights.
+
+        Returns:
+            The reduced loss (a scalar with the default reduction).
+        """
+        log_t = coarse_teacher_log_probs(
+            teacher_top_k_log_probs, teacher_log_rest
+        )
+        log_s = coarse_student_log_probs(
+            student_logits, teacher_top_k_indices, self.temperature
+        )
+        # The same loss at temperature 1 on normalized log-probabilities:
+        # its log_softmax leaves them unchanged.
+        config = self.get_config()
+        config["temperature"] = 1.0
+        return type(self).from_config(config)(
+            log_t, log_s, sample_weight=sample_weight
+        )
 
     def get_config(self):
         config = super().get_config()

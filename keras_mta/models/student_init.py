@@ -1,6 +1,7 @@
 """Initialise a shallower student from a subset of its teacher's blocks."""
 
 import keras
+import numpy as np
 
 from keras_mta.models.hidden_states import get_backbone
 
@@ -57,7 +58,13 @@ def _copy_layer(source, target, what):
                 f"{tuple(t.shape)}. teacher_subset needs the same widths in "
                 "teacher and student; only the layer count may differ."
             )
-        t.assign(keras.ops.cast(s, t.dtype))
+        # A host copy, never the teacher's own buffer: under JAX an
+        # `assign` of the same-dtype array would share one device buffer
+        # between a frozen teacher weight and a trained student weight, and
+        # the jitted train step (which donates its state) then fails with
+        # "Attempt to donate the same buffer twice".
+        value = np.array(keras.ops.convert_to_numpy(s), copy=True)
+        t.assign(keras.ops.cast(value, t.dtype))
 
 
 def init_student_from_teacher(teacher, student, layers=None):

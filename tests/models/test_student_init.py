@@ -157,3 +157,29 @@ def test_load_causal_lm_applies_student_init():
     other = load_causal_lm(spec, "student", teacher=teacher)
     s = other.backbone.transformer_layers[0].weights[0]
     assert not np.array_equal(_np(s), _np(t))
+
+
+def test_distilling_a_copied_student_trains():
+    # Regression: under JAX the copied weights once shared the teacher's
+    # device buffers, and the first jitted train step (which donates its
+    # state) failed with "Attempt to donate the same buffer twice".
+    from keras_mta import AlignmentPlan
+    from keras_mta import DistillationModel
+
+    teacher, student = llama(4), llama(2)
+    F.set_numpy_weights(teacher, 1)
+    init_student_from_teacher(teacher, student, [1, 3])
+    model = DistillationModel(
+        teacher, student, plan=AlignmentPlan([2, 4], [1, 2])
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x, y, sample_weight = F.make_batch()
+    before = F.weights_numpy(teacher)
+    for _ in range(2):
+        logs = model.train_on_batch(x, y, sample_weight, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    for t, b in zip(F.weights_numpy(teacher), before):
+        np.testing.assert_array_equal(t, b)
+    copied = _np(student.backbone.token_embedding.embeddings)
+    original = _np(teacher.backbone.token_embedding.embeddings)
+    assert not np.array_equal(copied, original)  # the student trained
