@@ -170,6 +170,20 @@ class DistillationSpec:
         "variants trained from the same student start and compared: sft, "
         "kd, mta, dsa_only, hra_only, word_units_only, phrase_units_only.",
     )
+    teacher_cache: str = _field(
+        "",
+        "directory of teacher caches: when set, the teacher runs once over "
+        "the data (`keras-mta teacher-cache`) and the students train from "
+        "its stored signals; empty: the live teacher at every step.",
+    )
+    top_k: int = _field(
+        64, "teacher tokens kept per position in a teacher cache."
+    )
+    teacher_cache_dtype: str = _field(
+        "bfloat16",
+        "storage precision of cached hidden states: bfloat16, float16 or "
+        "float32.",
+    )
 
 
 @dataclasses.dataclass
@@ -443,6 +457,19 @@ def _validate(recipe):
         )
     if recipe.distillation.mta_weight < 0:
         raise RecipeError("distillation.mta_weight must be >= 0.")
+    if recipe.distillation.top_k < 1:
+        raise RecipeError(
+            f"distillation.top_k must be >= 1, got {recipe.distillation.top_k}."
+        )
+    if recipe.distillation.teacher_cache_dtype not in (
+        "bfloat16",
+        "float16",
+        "float32",
+    ):
+        raise RecipeError(
+            "distillation.teacher_cache_dtype must be bfloat16, float16 or "
+            f"float32, got {recipe.distillation.teacher_cache_dtype!r}."
+        )
     plan = recipe.plan
     if len(plan.teacher_layers) != len(plan.student_layers):
         raise RecipeError(

@@ -9,8 +9,12 @@ user calls with a `keras_mta.load_recipe(...)` result:
 3. spans and tokens: chunk every text once (span cache), tokenize and map
    units once into arrays that `tf.data` shuffles and batches per epoch;
 4. teacher: optional supervised fine-tuning (`training.teacher_epochs`);
+   with `distillation.teacher_cache` set, the teacher then runs once over
+   the training and validation data and its signals are stored
+   (`keras_mta.build_teacher_cache`, reused when already there);
 5. students: every variant of `distillation.compare` (e.g. SFT, KD, MTA),
-   each from the same initial student weights, seed and schedule;
+   each from the same initial student weights, seed and schedule (from the
+   teacher cache when there is one);
 6. evaluation: validation loss and the ROUGE-L protocol for the teacher
    and every student;
 7. results: `results.json`, `results.md`, training-curve and table plots,
@@ -34,7 +38,9 @@ from keras_mta.data.toy_world import write_toy_dataset
 from keras_mta.evaluation import evaluate_rouge
 from keras_mta.losses import get_divergence
 from keras_mta.models import AlignmentPlan
+from keras_mta.models import CachedTeacher
 from keras_mta.models import DistillationModel
+from keras_mta.models import get_backbone
 from keras_mta.models import num_hidden_layers
 from keras_mta.models.gguf import save_tied_preset
 from keras_mta.models.loading import backbone_class
@@ -46,6 +52,7 @@ from keras_mta.preprocessing import PhraseChunker
 from keras_mta.preprocessing import SpanCache
 from keras_mta.preprocessing import tokenize_with_offsets
 from keras_mta.preprocessing.distillation_preprocessor import same_tokenization
+from keras_mta.teacher_cache import build_teacher_cache
 
 TOY_WORLD = "builtin:toy-world"
 
@@ -200,6 +207,7 @@ def load_models(recipe, train_examples, output_dir, tiny=False):
     student = load_causal_lm(
         recipe.student, "student", tiny=tiny, teacher=teacher
     )
+    _share_tokenizer(teacher, student)
     for model in (teacher, student):
         if model.preprocessor is None:
             raise ValueError(
@@ -209,6 +217,36 @@ def load_models(recipe, train_examples, output_dir, tiny=False):
             )
         model.preprocessor.sequence_length = recipe.data.sequence_length
     return teacher, student
+
+
+def _share_tokenizer(teacher, student):
+    """Give a student built from an architecture the teacher's tokenizer.
+
+    A student without a preset has no tokenizer; when its vocabulary is the
+    teacher's and its preprocessor class takes the teacher's tokenizer
+    class (e.g. a Llama3 student of a Llama3 teacher), it gets a
+    preprocessor over the teacher's tokenizer, so both read the same ids.
+    """
+    if student.preprocessor is not None or teacher.preprocessor is None:
+        return
+    tokenizer = teacher.preprocessor.tokenizer
+    preprocessor_cls = getattr(type(student), "preprocessor_cls", None)
+    tokenizer_cls = getattr(preprocessor_cls, "tokenizer_cls", None)
+    vocabulary = get_backbone(student).token_embedding.input_dim
+    if (
+        preprocessor_cls is None
+        or tokenizer_cls is None
+        or not isinstance(tokenizer, tokenizer_cls)
+        or tokenizer.vocabulary_size() != vocabulary
+    ):
+        return
+    teacher_preprocessor = teacher.preprocessor
+    student.preprocessor = preprocessor_cls(
+        tokenizer=tokenizer,
+        sequence_length=teacher_preprocessor.sequence_length,
+        add_start_token=teacher_preprocessor.add_start_token,
+        add_end_token=teacher_preprocessor.add_end_token,
+    )
 
 
 def make_plan(recipe, teacher, student):
@@ -324,10 +362,28 @@ class Datasets:
         full = len(self.train_examples) // self.batch_size or 1
         self.steps_per_epoch = min(full, self.cap or full)
 
-    def training_dataset(self):
+    def use_teacher_caches(self, caches):
+        """Stream `{"train": cache, "valid": cache}` beside the inputs:
+        `train_from_cache` / `valid_from_cache` then carry the teacher's
+        signals (for the variants that train from the cache)."""
+        self.caches = caches
+        self.valid_from_cache = caches["valid"].dataset(
+            self.valid_arrays, batch_size=self.batch_size, shuffle=False
+        )
+
+    def training_dataset(self, from_cache=False):
         """A fresh training pipeline: every call yields the same seeded
         sequence of shuffled epochs (so that every variant sees the same
-        data order)."""
+        data order). With `from_cache`, the teacher cache's stream (same
+        seed, chunked shuffle)."""
+        if from_cache:
+            dataset = self.caches["train"].dataset(
+                self.train_arrays,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                drop_remainder=self.drop_remainder,
+            )
+            return dataset.repeat() if self.cap else dataset
         dataset = (
             tf.data.Dataset.from_tensor_slices(self.train_arrays)
             .shuffle(
@@ -372,10 +428,12 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def _fit(model, datasets, epochs):
+def _fit(model, datasets, epochs, from_cache=False):
     return model.fit(
         datasets.train,
-        validation_data=datasets.valid,
+        validation_data=datasets.valid_from_cache
+        if from_cache
+        else datasets.valid,
         epochs=epochs,
         steps_per_epoch=datasets.steps_per_epoch,
         verbose=_verbose(),
@@ -417,6 +475,10 @@ def distill_variant(recipe, variant, teacher, student, plan, datasets):
     kwargs = dict(VARIANTS[variant])
     if variant == "mta" and dist.ablation:
         kwargs["ablation"] = dist.ablation
+    from_cache = variant != "sft" and getattr(datasets, "caches", None)
+    if from_cache:
+        teacher = CachedTeacher.from_cache(datasets.caches["train"])
+        datasets.train = datasets.training_dataset(from_cache=True)
     model = DistillationModel(
         None if variant == "sft" else teacher,
         student,
@@ -431,9 +493,49 @@ def distill_variant(recipe, variant, teacher, student, plan, datasets):
             recipe.training, datasets.steps_per_epoch * recipe.training.epochs
         )
     )
-    _say(f"training the student: {variant}")
-    history, seconds = timed(_fit, model, datasets, recipe.training.epochs)
+    source = " from the teacher cache" if from_cache else ""
+    _say(f"training the student: {variant}{source}")
+    history, seconds = timed(
+        _fit, model, datasets, recipe.training.epochs, bool(from_cache)
+    )
     return model, history.history, seconds
+
+
+def teacher_cache_dir(recipe, output_dir):
+    """Where a recipe's teacher caches live (`distillation.teacher_cache`,
+    relative paths under the output directory)."""
+    directory = recipe.distillation.teacher_cache or "teacher_cache"
+    if os.path.isabs(directory):
+        return directory
+    return os.path.join(output_dir, directory)
+
+
+def build_teacher_caches(recipe, teacher, plan, datasets, output_dir):
+    """Run the teacher once over the training and validation arrays and
+    store its signals (`keras_mta.build_teacher_cache`); an existing cache
+    of the same teacher, data, plan and settings is reused as it is.
+
+    Returns `{"train": TeacherCache, "valid": TeacherCache}`.
+    """
+    dist = recipe.distillation
+    directory = teacher_cache_dir(recipe, output_dir)
+    caches = {}
+    for split, arrays in (
+        ("train", datasets.train_arrays),
+        ("valid", datasets.valid_arrays),
+    ):
+        _say(f"teacher cache of the {split} data")
+        caches[split] = build_teacher_cache(
+            teacher,
+            plan,
+            arrays[0],
+            directory,
+            top_k=min(dist.top_k, get_backbone(teacher).vocabulary_size),
+            dtype=dist.teacher_cache_dtype,
+            temperature=dist.temperature,
+            batch_size=recipe.training.batch_size,
+        )
+    return caches
 
 
 def validation_loss(causal_lm, valid_ds):
@@ -734,6 +836,16 @@ def run_distill(recipe, tiny=False, output_dir=None):
             )
         )
 
+        if recipe.distillation.teacher_cache:
+            caches, stages["teacher_cache"] = timed(
+                build_teacher_caches,
+                recipe,
+                teacher,
+                plan,
+                datasets,
+                output_dir,
+            )
+            datasets.use_teacher_caches(caches)
         initial = student.get_weights()
         if "mta" in recipe.distillation.compare:
             tables.append(
@@ -801,6 +913,29 @@ def run_distill(recipe, tiny=False, output_dir=None):
     _say(f"results: {json_path}, {md_path}")
     _say(f"total wall time {results['wall_time_s']:.0f} s")
     return results
+
+
+def run_teacher_cache(recipe, tiny=False, output_dir=None):
+    """Run a recipe's teacher once over its data and store the signals
+    (`keras-mta teacher-cache`): the caches `keras-mta distill` trains
+    from when `distillation.teacher_cache` is set.
+
+    Returns `{"train": TeacherCache, "valid": TeacherCache}`.
+    """
+    output_dir = output_dir or output_dir_of(recipe)
+    os.makedirs(output_dir, exist_ok=True)
+    with _Settings(recipe.training):
+        train, valid, _ = load_data(recipe, output_dir)
+        teacher, student = load_models(recipe, train, output_dir, tiny=tiny)
+        plan = make_plan(recipe, teacher, student)
+        _say(f"plan: {plan}")
+        datasets = Datasets(recipe, train, valid, student, teacher)
+        caches = build_teacher_caches(
+            recipe, teacher, plan, datasets, output_dir
+        )
+    for split, cache in caches.items():
+        _say(f"{split}: {cache}")
+    return caches
 
 
 def run_train_teacher(recipe, tiny=False, output_dir=None):

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "evaluate": "keras_mta.cli.evaluate",
     "chunk": "keras_mta.cli.chunk",
     "trajectory": "keras_mta.cli.trajectory",
+    "teacher-cache": "keras_mta.cli.teacher_cache",
 }
 
 

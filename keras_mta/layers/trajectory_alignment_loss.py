@@ -44,6 +44,9 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
         teacher_token_weights: optional `(batch, seq_len)` weights replacing
             the teacher importance in unit and HRA weights (entropy
             weighting, see `keras_mta.losses.entropy_weights`).
+        teacher_importance: optional list of `K` tensors `(batch, seq_len)`,
+            the teacher's token importance at each pair computed ahead (a
+            teacher cache); computed from `teacher_hidden` when None.
 
     Returns:
         A dict with the scalar `"loss"` (`L_MTA`), the scalars `"dsa"` and
@@ -139,7 +142,15 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
         phrase_units,
         padding_mask,
         teacher_token_weights=None,
+        teacher_importance=None,
     ):
+        if teacher_importance is not None and (
+            len(teacher_importance) != self.num_pairs
+        ):
+            raise ValueError(
+                f"TrajectoryAlignmentLoss has {self.num_pairs} layer pairs but "
+                f"got {len(teacher_importance)} teacher importance tensors."
+            )
         if len(student_hidden) != self.num_pairs or (
             len(teacher_hidden) != self.num_pairs
         ):
@@ -152,7 +163,12 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
         pair_dsa, pair_hra = [], []
         for k in range(self.num_pairs):
             units = word_units if k < self.word_pairs else phrase_units
-            t_importance = token_importance(teacher_hidden[k], padding_mask)
+            if teacher_importance is None:
+                t_importance = token_importance(teacher_hidden[k], padding_mask)
+            else:
+                t_importance = ops.stop_gradient(
+                    ops.cast(teacher_importance[k], "float32")
+                )
             dsa = zero
             hra = zero
             if self.use_dsa:

@@ -4,6 +4,8 @@ initialisation."""
 
 from keras_mta.models.alignment_plan import PAPER_PLANS
 from keras_mta.models.alignment_plan import AlignmentPlan
+from keras_mta.models.cached_teacher import CachedTeacher
+from keras_mta.models.cached_teacher import TeacherSignals
 from keras_mta.models.distillation_model import ABLATIONS
 from keras_mta.models.distillation_model import DistillationModel
 from keras_mta.models.gguf import GGUFError

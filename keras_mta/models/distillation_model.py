@@ -10,7 +10,9 @@ from keras_mta.layers.alignment_loss import AlignmentLoss
 from keras_mta.layers.trajectory_alignment_loss import TrajectoryAlignmentLoss
 from keras_mta.losses.divergences import get_divergence
 from keras_mta.losses.token_importance import entropy_weights
+from keras_mta.models import cached_teacher as signals
 from keras_mta.models.alignment_plan import AlignmentPlan
+from keras_mta.models.cached_teacher import CachedTeacher
 from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
 from keras_mta.models.hidden_states import hidden_states_model
@@ -184,6 +186,41 @@ def _build_alignment_losses(layers, student_dims, teacher_dims):
                 "`ops.mean`) in `call`."
             )
         _prefix_variable_paths(layer, ALIGNMENT_SCOPE)
+
+
+def _teacher_dims(backbone, cached, indices):
+    """The teacher's hidden sizes at `indices` (model or cached teacher)."""
+    if cached is not None:
+        return [cached.hidden_dim(i) for i in indices]
+    return [int(hidden_state_tensor(backbone, i).shape[-1]) for i in indices]
+
+
+def _check_cached_teacher(cached, teacher_indices, divergence, use_kd):
+    """Raise when a cached teacher cannot serve this model's losses."""
+    if list(teacher_indices) and list(teacher_indices) != cached.layers:
+        raise ValueError(
+            f"The plan aligns teacher layers {list(teacher_indices)}, but the "
+            f"teacher cache holds layers {cached.layers} (in that order). "
+            "Train with the plan the cache was built with, or build a cache "
+            "for this plan."
+        )
+    if not use_kd:
+        return
+    if not callable(getattr(divergence, "top_k", None)):
+        raise ValueError(
+            f"Training from a teacher cache needs the top-k form of the "
+            f"divergence, which {type(divergence).__name__} does not have. "
+            "Use one of keras_mta's divergences (forward_kl, reverse_kl, "
+            "jensen_shannon, total_variation, skew_forward_kl, "
+            "skew_reverse_kl), or `use_kd=False`."
+        )
+    own = float(getattr(divergence, "temperature", 1.0))
+    if own != cached.temperature:
+        raise ValueError(
+            f"The divergence's temperature is {own}, but the teacher cache "
+            f"holds log-probabilities at temperature {cached.temperature}. "
+            "Train at the cache's temperature, or build a cache at this one."
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
@@ -422,11 +459,23 @@ class DistillationModel(keras.Model):
 
         # === Teacher ===
         teacher_backbone = None
-        if teacher is not None:
+        cached = teacher if isinstance(teacher, CachedTeacher) else None
+        if cached is not None:
+            s_vocab = _vocabulary_size(student_backbone)
+            if cached.vocabulary_size != s_vocab:
+                raise ValueError(
+                    f"The cached teacher {cached.name!r} has a vocabulary of "
+                    f"{cached.vocabulary_size} tokens and the student "
+                    f"{s_vocab}; KD compares next-token distributions over "
+                    "one vocabulary. Use a student with the teacher's "
+                    "tokenizer."
+                )
+        elif teacher is not None:
             if not isinstance(teacher, keras.Model):
                 raise ValueError(
-                    "`teacher` must be a keras-hub CausalLM (a keras.Model) "
-                    f"or None, got {type(teacher).__name__}."
+                    "`teacher` must be a keras-hub CausalLM (a keras.Model), "
+                    "a keras_mta.CachedTeacher (training from a teacher "
+                    f"cache) or None, got {type(teacher).__name__}."
                 )
             if teacher is student:
                 raise ValueError(
@@ -465,7 +514,17 @@ class DistillationModel(keras.Model):
         student_num_layers = len(student_backbone.transformer_layers)
         teacher_num_layers = None
         if teacher is not None:
-            teacher_num_layers = len(teacher_backbone.transformer_layers)
+            teacher_num_layers = (
+                cached.num_layers
+                if cached is not None
+                else len(teacher_backbone.transformer_layers)
+            )
+            if plan is None and cached is not None:
+                raise ValueError(
+                    "Training from a teacher cache needs the plan it was "
+                    "built with: pass `plan=` (the cache's teacher layers "
+                    f"are {cached.layers})."
+                )
             if plan is None:
                 plan = AlignmentPlan.default(
                     teacher_num_layers, student_num_layers
@@ -511,6 +570,20 @@ class DistillationModel(keras.Model):
                 )
         self.divergence = divergence
 
+        if self.mta_enabled or self.alignment_losses:
+            teacher_indices = plan.teacher_layers
+            student_indices = plan.student_layers
+        else:
+            teacher_indices = student_indices = []
+
+        # === Cached teacher ===
+        self.cached_teacher = cached
+        if cached is not None:
+            _check_cached_teacher(
+                cached, teacher_indices, self.divergence, self.use_kd
+            )
+            teacher = None
+
         # === Models ===
         # The teacher is frozen for good: no trainable variables, inference
         # mode, and stop_gradient on its outputs.
@@ -520,12 +593,6 @@ class DistillationModel(keras.Model):
         _prefix_variable_paths(student, STUDENT_SCOPE)
         self.teacher = teacher
         self.student = student
-
-        if self.mta_enabled or self.alignment_losses:
-            teacher_indices = plan.teacher_layers
-            student_indices = plan.student_layers
-        else:
-            teacher_indices = student_indices = []
         self._views = _Views(
             teacher=None
             if teacher is None
@@ -545,10 +612,9 @@ class DistillationModel(keras.Model):
                 "word": plan.num_pairs,
                 "phrase": 0,
             }[units]
-            teacher_dims = [
-                int(hidden_state_tensor(teacher_backbone, i).shape[-1])
-                for i in teacher_indices
-            ]
+            teacher_dims = _teacher_dims(
+                teacher_backbone, cached, teacher_indices
+            )
             student_dims = [
                 int(hidden_state_tensor(student_backbone, i).shape[-1])
                 for i in student_indices
@@ -574,10 +640,7 @@ class DistillationModel(keras.Model):
                     int(hidden_state_tensor(student_backbone, i).shape[-1])
                     for i in student_indices
                 ],
-                [
-                    int(hidden_state_tensor(teacher_backbone, i).shape[-1])
-                    for i in teacher_indices
-                ],
+                _teacher_dims(teacher_backbone, cached, teacher_indices),
             )
 
         # === Metrics ===
@@ -604,6 +667,27 @@ class DistillationModel(keras.Model):
         return 0 if self.plan is None else self.plan.num_pairs
 
     @property
+    def cached_signal_keys(self):
+        """Input keys of the teacher signals read from a teacher cache
+        (none with a teacher model)."""
+        if self.cached_teacher is None:
+            return ()
+        keys = []
+        if self.use_kd:
+            keys += [signals.TOP_K_LOG_PROBS, signals.TOP_K_INDICES]
+            keys += [signals.LOG_REST]
+        if self.mta_enabled or self.alignment_losses:
+            for k in range(self.num_pairs):
+                keys.append(signals.hidden_key(k))
+            if self.mta_enabled:
+                keys += [
+                    signals.importance_key(k) for k in range(self.num_pairs)
+                ]
+                if self.plan.entropy_weighting:
+                    keys.append(signals.ENTROPY_WEIGHTS)
+        return tuple(keys)
+
+    @property
     def unit_keys(self):
         """The input keys of the unit tensors the MTA loss reads."""
         if not self.mta_enabled:
@@ -617,7 +701,7 @@ class DistillationModel(keras.Model):
 
     # === Forward ===
 
-    def _check_inputs(self, inputs):
+    def _check_inputs(self, inputs, with_teacher_signals=True):
         if not isinstance(inputs, dict):
             raise ValueError(
                 "DistillationModel takes a dict of inputs with "
@@ -634,10 +718,20 @@ class DistillationModel(keras.Model):
                 "`token_ids`, `padding_mask`, `word_units`, `phrase_units`."
             )
         missing = [k for k in ("token_ids", "padding_mask") if k not in inputs]
+        if with_teacher_signals:
+            missing += [k for k in self.cached_signal_keys if k not in inputs]
         if missing:
+            hint = ""
+            if self.cached_teacher is not None:
+                hint = (
+                    " This model trains from a teacher cache: stream the "
+                    "inputs with `TeacherCache.dataset((x, y, "
+                    "sample_weight), batch_size)`, which adds the teacher's "
+                    "signals."
+                )
             raise ValueError(
                 f"DistillationModel inputs lack {missing}; got keys "
-                f"{sorted(inputs)}."
+                f"{sorted(inputs)}.{hint}"
             )
 
     @staticmethod
@@ -645,7 +739,7 @@ class DistillationModel(keras.Model):
         return {key: inputs[key] for key in view.input}
 
     def call(self, inputs, training=None):
-        self._check_inputs(inputs)
+        self._check_inputs(inputs, with_teacher_signals=False)
         view = self._views.student
         out = view(self._model_inputs(view, inputs), training=training)
         return {
@@ -710,29 +804,19 @@ class DistillationModel(keras.Model):
             "pair_dsa": zeros,
             "pair_hra": zeros,
         }
-        if self.teacher is None:
+        if self.teacher is None and self.cached_teacher is None:
             terms["loss"] = terms["ce"]
         else:
-            view = self._views.teacher
-            teacher_out = view(self._model_inputs(view, x), training=False)
-            teacher_logits = ops.stop_gradient(teacher_out["logits"])
+            teacher_out = self._teacher_outputs(x)
             if self.use_kd:
                 terms["kd"] = ops.cast(
-                    self.divergence(
-                        teacher_logits, student_logits, sample_weight=weights
-                    ),
+                    self._kd(teacher_out, x, student_logits, weights),
                     "float32",
                 )
             if self.mta_enabled:
                 terms.update(
                     self._alignment_terms(
-                        x,
-                        y_pred["hidden_states"],
-                        [
-                            ops.stop_gradient(h)
-                            for h in teacher_out["hidden_states"]
-                        ],
-                        teacher_logits,
+                        x, y_pred["hidden_states"], teacher_out
                     )
                 )
             distill = terms["kd"] + self.mta_weight * terms["mta"]
@@ -752,7 +836,58 @@ class DistillationModel(keras.Model):
             terms["loss"] = terms["loss"] + ops.cast(ops.sum(extra), "float32")
         return terms
 
-    def _alignment_terms(self, x, student_hidden, teacher_hidden, t_logits):
+    def _teacher_outputs(self, x):
+        """The teacher's signals: from the teacher model, or read from the
+        inputs when training from a teacher cache.
+
+        Returns a dict with `"logits"` (None when cached), `"hidden_states"`
+        (list), `"importance"` (list, or None: computed from the states)
+        and `"entropy_weights"` (None: computed from the logits).
+        """
+        if self.cached_teacher is None:
+            view = self._views.teacher
+            out = view(self._model_inputs(view, x), training=False)
+            return {
+                "logits": ops.stop_gradient(out["logits"]),
+                "hidden_states": [
+                    ops.stop_gradient(h) for h in out["hidden_states"]
+                ],
+                "importance": None,
+                "entropy_weights": None,
+            }
+        num_pairs = (
+            self.num_pairs if (self.mta_enabled or self.alignment_losses) else 0
+        )
+        mask = ops.cast(x["padding_mask"], "float32")
+        entropy = x.get(signals.ENTROPY_WEIGHTS)
+        return {
+            "logits": None,
+            "hidden_states": [
+                ops.stop_gradient(ops.cast(x[signals.hidden_key(k)], "float32"))
+                for k in range(num_pairs)
+            ],
+            "importance": [
+                x[signals.importance_key(k)] for k in range(num_pairs)
+            ],
+            "entropy_weights": None
+            if entropy is None
+            else ops.stop_gradient(ops.cast(entropy, "float32") * mask),
+        }
+
+    def _kd(self, teacher_out, x, student_logits, weights):
+        if teacher_out["logits"] is not None:
+            return self.divergence(
+                teacher_out["logits"], student_logits, sample_weight=weights
+            )
+        return self.divergence.top_k(
+            ops.stop_gradient(ops.cast(x[signals.TOP_K_LOG_PROBS], "float32")),
+            ops.cast(x[signals.TOP_K_INDICES], "int32"),
+            ops.stop_gradient(ops.cast(x[signals.LOG_REST], "float32")),
+            student_logits,
+            sample_weight=weights,
+        )
+
+    def _alignment_terms(self, x, student_hidden, teacher_out):
         self._require_unit_keys(x)
         word_units = x.get("word_units")
         phrase_units = x.get("phrase_units")
@@ -762,14 +897,19 @@ class DistillationModel(keras.Model):
             phrase_units = word_units
         token_weights = None
         if self.plan.entropy_weighting:
-            token_weights = entropy_weights(t_logits, x["padding_mask"])
+            token_weights = teacher_out["entropy_weights"]
+            if token_weights is None:
+                token_weights = entropy_weights(
+                    teacher_out["logits"], x["padding_mask"]
+                )
         out = self.alignment(
             student_hidden,
-            teacher_hidden,
+            teacher_out["hidden_states"],
             word_units,
             phrase_units,
             x["padding_mask"],
             teacher_token_weights=token_weights,
+            teacher_importance=teacher_out["importance"],
         )
         return {
             "mta": out["loss"],
@@ -965,13 +1105,18 @@ class DistillationModel(keras.Model):
         config.pop("compile_config", None)
         return config
 
+    def _serialize_teacher(self):
+        if self.cached_teacher is not None:
+            return keras.saving.serialize_keras_object(self.cached_teacher)
+        if self.teacher is None:
+            return None
+        return self._serialize_model(self.teacher)
+
     def get_config(self):
         config = {
             "name": self.name,
             "trainable": self.trainable,
-            "teacher": None
-            if self.teacher is None
-            else self._serialize_model(self.teacher),
+            "teacher": self._serialize_teacher(),
             "student": self._serialize_model(self.student),
             "plan": None if self.plan is None else self.plan.get_config(),
             "divergence": keras.saving.serialize_keras_object(self.divergence),
