@@ -214,7 +214,7 @@ def _seed(seed):
         torch.manual_seed(seed)
 
 
-def _history_callback(log_every):
+def _history_callback():
     import keras
 
     class Every(keras.callbacks.Callback):
@@ -258,7 +258,7 @@ def run_one(args, variant, seed, cache, student, initial, plan, datasets, sets):
         seed=seed,
         drop_remainder=True,
     ).repeat()
-    curve = _history_callback(args.log_every)
+    curve = _history_callback()
     epochs = max(1, args.steps // args.log_every)
     say(f"{label}, seed {seed}: {args.steps} steps")
     start = time.perf_counter()

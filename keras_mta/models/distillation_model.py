@@ -460,17 +460,7 @@ class DistillationModel(keras.Model):
         # === Teacher ===
         teacher_backbone = None
         cached = teacher if isinstance(teacher, CachedTeacher) else None
-        if cached is not None:
-            s_vocab = _vocabulary_size(student_backbone)
-            if cached.vocabulary_size != s_vocab:
-                raise ValueError(
-                    f"The cached teacher {cached.name!r} has a vocabulary of "
-                    f"{cached.vocabulary_size} tokens and the student "
-                    f"{s_vocab}; KD compares next-token distributions over "
-                    "one vocabulary. Use a student with the teacher's "
-                    "tokenizer."
-                )
-        elif teacher is not None:
+        if teacher is not None and cached is None:
             if not isinstance(teacher, keras.Model):
                 raise ValueError(
                     "`teacher` must be a keras-hub CausalLM (a keras.Model), "
@@ -488,7 +478,12 @@ class DistillationModel(keras.Model):
                     "`teacher` and `student` share one backbone; freezing "
                     "the teacher would freeze the student. Build two models."
                 )
-            t_vocab = _vocabulary_size(teacher_backbone)
+        if teacher is not None:
+            t_vocab = (
+                cached.vocabulary_size
+                if cached is not None
+                else _vocabulary_size(teacher_backbone)
+            )
             s_vocab = _vocabulary_size(student_backbone)
             if t_vocab != s_vocab:
                 raise ValueError(
