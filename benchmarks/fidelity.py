@@ -101,6 +101,15 @@ def parse_args(argv=None):
         "recipe's plan.word_pairs)",
     )
     parser.add_argument(
+        "--pairs",
+        default=None,
+        help="ablation: train with only these of the recipe plan's layer "
+        "pairs (0-based positions, comma-separated; e.g. 2 = the top pair). "
+        "The teacher cache keeps all of them, so it is reused. Word units "
+        "stay at the kept pairs that were word pairs unless --word-pairs "
+        "says otherwise (default: all pairs)",
+    )
+    parser.add_argument(
         "--cache-dir",
         default=None,
         help="teacher caches (default: OUTPUT/teacher_cache); point "
@@ -125,6 +134,15 @@ def parse_args(argv=None):
             f"unknown variants {unknown}; choose from {list(VARIANTS)}"
         )
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.pairs is not None:
+        try:
+            args.pairs = sorted({int(p) for p in args.pairs.split(",") if p})
+        except ValueError:
+            parser.error(
+                f"--pairs takes 0-based positions like 1,2; got {args.pairs!r}"
+            )
+        if not args.pairs:
+            parser.error("--pairs needs at least one position")
     if args.tiny_run:
         # Seconds, not hours: the machinery, not the result.
         args.steps, args.log_every, args.warmup_steps = 2, 1, 0
@@ -185,6 +203,30 @@ def _recipe(args):
         evaluation=evaluation,
         distillation=distillation,
         plan=plan,
+    )
+
+
+def ablated_plan(plan, pairs, word_pairs=None):
+    """The plan that trains with only the pairs at positions `pairs` of
+    `plan` (the teacher cache of `plan` serves it)."""
+    from keras_mta import AlignmentPlan
+
+    if pairs is None:
+        return plan
+    bad = [p for p in pairs if not 0 <= p < plan.num_pairs]
+    if bad:
+        raise SystemExit(
+            f"--pairs {bad}: the plan has {plan.num_pairs} pairs "
+            f"(positions 0 to {plan.num_pairs - 1}): {plan}"
+        )
+    if word_pairs is None:
+        word_pairs = sum(p < plan.word_pairs for p in pairs)
+    return AlignmentPlan(
+        [plan.teacher_layers[p] for p in pairs],
+        [plan.student_layers[p] for p in pairs],
+        word_pairs=word_pairs,
+        hra_scale=plan.hra_scale,
+        entropy_weighting=plan.entropy_weighting,
     )
 
 
@@ -295,13 +337,11 @@ def run_one(args, variant, seed, cache, student, initial, plan, datasets, sets):
     }
 
 
-def summarize(runs, teacher, set_names):
+def summarize(runs, teacher, set_names, teacher_name):
     """Rows of the results table: teacher, then each variant's mean/std."""
     rows = [
         {
-            "model": "teacher (SmolLM2-135M-Instruct)"
-            if teacher.get("name") is None
-            else teacher["name"],
+            "model": f"teacher ({teacher_name})",
             "runs": 1,
             "valid_loss": (teacher["valid_loss"], None),
             **{name: (teacher["rouge_l"][name], None) for name in set_names},
@@ -473,6 +513,11 @@ def main(argv=None):
     start = time.perf_counter()
     cache = training_cache(args, output, setup)
     cache_seconds = time.perf_counter() - start
+    # The cache holds every pair of the recipe's plan; an ablation of the
+    # number of pairs trains with some of them.
+    plan = ablated_plan(plan, args.pairs, args.word_pairs)
+    if args.pairs is not None:
+        say(f"ablation: training with pairs {args.pairs}: {plan}")
     initial = [np.array(w) for w in student.get_weights()]
     del teacher
     gc.collect()
@@ -502,7 +547,10 @@ def main(argv=None):
             os.replace(tmp, path)
             runs.append(run)
 
-    rows = summarize(runs, teacher_result, set_names)
+    # The teacher's preset (e.g. gguf:smollm2-135m-instruct), or the recipe
+    # of a teacher built from an architecture.
+    teacher_name = recipe.teacher.preset or f"{recipe.name} teacher"
+    rows = summarize(runs, teacher_result, set_names, teacher_name)
     table = format_table(rows, set_names, titles)
     wall = time.perf_counter() - started
     results = {

@@ -6,6 +6,7 @@
 #   bash scripts/test.sh -m "not slow"   # extra arguments go to pytest
 #   KERAS_MTA_BACKENDS="jax" bash scripts/test.sh
 #   KERAS_MTA_SKIP_INSTALL=1 bash scripts/test.sh
+#   KERAS_MTA_EVERY_BACKEND=1 bash scripts/test.sh   # `once` tests too
 set -u
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,12 @@ if [ -z "${KERAS_MTA_SKIP_INSTALL:-}" ]; then
 fi
 
 backends=${KERAS_MTA_BACKENDS:-"jax torch tensorflow"}
+# Tests marked `once` run under one backend of the list only (see
+# tests/conftest.py); KERAS_MTA_EVERY_BACKEND=1 runs every test under every
+# backend.
+if [ -z "${KERAS_MTA_EVERY_BACKEND:-}" ]; then
+  export KERAS_MTA_TEST_BACKENDS="$backends"
+fi
 report_dir=test-reports
 mkdir -p "$report_dir"
 status=0

@@ -7,6 +7,10 @@ from keras_mta.recipe import describe_fields
 from keras_mta.recipe import load_recipe
 from keras_mta.recipe import recipe_from_dict
 
+# Backend-independent (TOML parsing only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
+
 SHIPPED = sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
 
 

@@ -197,12 +197,14 @@ def _teacher_dims(backbone, cached, indices):
 
 def _check_cached_teacher(cached, teacher_indices, divergence, use_kd):
     """Raise when a cached teacher cannot serve this model's losses."""
-    if list(teacher_indices) and list(teacher_indices) != cached.layers:
+    absent = [i for i in teacher_indices if i not in cached.layers]
+    if absent:
         raise ValueError(
             f"The plan aligns teacher layers {list(teacher_indices)}, but the "
-            f"teacher cache holds layers {cached.layers} (in that order). "
-            "Train with the plan the cache was built with, or build a cache "
-            "for this plan."
+            f"teacher cache holds layers {cached.layers}, not {absent}. Train "
+            "with a plan whose teacher layers the cache holds (all of them, "
+            "or some: ablations of the number of pairs reuse one cache), or "
+            "build a cache for this plan."
         )
     if not use_kd:
         return
@@ -565,7 +567,10 @@ class DistillationModel(keras.Model):
                 )
         self.divergence = divergence
 
-        if self.mta_enabled or self.alignment_losses:
+        # Hidden states are read at the plan's layers only when a loss
+        # aligns them (MTA or custom alignment losses).
+        self.aligns_layers = bool(self.mta_enabled or self.alignment_losses)
+        if self.aligns_layers:
             teacher_indices = plan.teacher_layers
             student_indices = plan.student_layers
         else:
@@ -578,6 +583,13 @@ class DistillationModel(keras.Model):
                 cached, teacher_indices, self.divergence, self.use_kd
             )
             teacher = None
+        # Where each aligned teacher layer sits in the cache (a plan may use
+        # some of the cached layers).
+        self._cache_slots = (
+            []
+            if cached is None
+            else [cached.layers.index(i) for i in teacher_indices]
+        )
 
         # === Models ===
         # The teacher is frozen for good: no trainable variables, inference
@@ -671,13 +683,10 @@ class DistillationModel(keras.Model):
         if self.use_kd:
             keys += [signals.TOP_K_LOG_PROBS, signals.TOP_K_INDICES]
             keys += [signals.LOG_REST]
-        if self.mta_enabled or self.alignment_losses:
-            for k in range(self.num_pairs):
-                keys.append(signals.hidden_key(k))
+        if self.aligns_layers:
+            keys += [signals.hidden_key(k) for k in self._cache_slots]
             if self.mta_enabled:
-                keys += [
-                    signals.importance_key(k) for k in range(self.num_pairs)
-                ]
+                keys += [signals.importance_key(k) for k in self._cache_slots]
                 if self.plan.entropy_weighting:
                     keys.append(signals.ENTROPY_WEIGHTS)
         return tuple(keys)
@@ -850,20 +859,16 @@ class DistillationModel(keras.Model):
                 "importance": None,
                 "entropy_weights": None,
             }
-        num_pairs = (
-            self.num_pairs if (self.mta_enabled or self.alignment_losses) else 0
-        )
+        slots = self._cache_slots
         mask = ops.cast(x["padding_mask"], "float32")
         entropy = x.get(signals.ENTROPY_WEIGHTS)
         return {
             "logits": None,
             "hidden_states": [
                 ops.stop_gradient(ops.cast(x[signals.hidden_key(k)], "float32"))
-                for k in range(num_pairs)
+                for k in slots
             ],
-            "importance": [
-                x[signals.importance_key(k)] for k in range(num_pairs)
-            ],
+            "importance": [x[signals.importance_key(k)] for k in slots],
             "entropy_weights": None
             if entropy is None
             else ops.stop_gradient(ops.cast(entropy, "float32") * mask),

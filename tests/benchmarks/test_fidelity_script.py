@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import keras
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "fidelity.py"
@@ -47,6 +48,9 @@ def _run(output, variants):
     return proc.stdout
 
 
+# Minutes of subprocess: scripts/test.sh runs it under jax only (the
+# backend of the reported experiment).
+@pytest.mark.once(backend="jax")
 def test_fidelity_reduced(tmp_path):
     output = tmp_path / "fidelity"
     stdout = _run(output, "kd,mta")
@@ -70,3 +74,31 @@ def test_fidelity_reduced(tmp_path):
     assert "(0 of 1 chunks" in stdout
     again = json.loads((output / "results.json").read_text())
     assert again["table"] == results["table"]
+
+
+def _fidelity_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fidelity", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.once
+def test_pairs_ablation_plan():
+    from keras_mta import AlignmentPlan
+
+    fidelity = _fidelity_module()
+    plan = AlignmentPlan([11, 20, 30], [4, 7, 10], word_pairs=1, hra_scale=0.2)
+    assert fidelity.ablated_plan(plan, None) is plan
+    top = fidelity.ablated_plan(plan, [2])
+    assert (top.teacher_layers, top.student_layers) == ([30], [10])
+    assert top.word_pairs == 0 and top.hra_scale == 0.2
+    low_top = fidelity.ablated_plan(plan, [0, 2])
+    assert low_top.teacher_layers == [11, 30] and low_top.word_pairs == 1
+    assert fidelity.ablated_plan(plan, [1, 2], word_pairs=2).word_pairs == 2
+    with pytest.raises(SystemExit, match="positions 0 to 2"):
+        fidelity.ablated_plan(plan, [3])
+    args = fidelity.parse_args(["--pairs", "2,1"])
+    assert args.pairs == [1, 2]

@@ -11,6 +11,10 @@ from keras_mta.cli.main import main
 from keras_mta.preprocessing import PhraseChunker
 from keras_mta.preprocessing import SpanCache
 
+# Backend-independent (spaCy and span cache files only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
+
 DOLLY = [
     {
         "instruction": "Name a large animal.",

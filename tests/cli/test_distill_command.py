@@ -36,6 +36,12 @@ TEST_SIZE = [
 ]
 
 
+# The main job end to end (minutes): scripts/test.sh runs it under torch
+# only, the backend most GPU users train with; the model code it drives is
+# tested in-process under every backend.
+pytestmark = pytest.mark.once(backend="torch")
+
+
 def run_cli(args, cache_dir, timeout=900):
     env = dict(os.environ)
     env["KERAS_BACKEND"] = keras.backend.backend()

@@ -3,6 +3,8 @@ test size, each in its own process as a user runs them."""
 
 import json
 
+import pytest
+
 from keras_mta import TeacherCache
 from tests.cli.test_distill_command import TEST_SIZE
 from tests.cli.test_distill_command import run_cli
@@ -16,6 +18,10 @@ CACHED = [
 ]
 
 
+# End to end in subprocesses (minutes): scripts/test.sh runs it under
+# tensorflow only; the cached path is tested in-process under every backend
+# (tests/models/test_cached_teacher.py).
+@pytest.mark.once(backend="tensorflow")
 def test_teacher_cache_then_distill_from_it(tmp_path):
     out = tmp_path / "run"
     overrides = [arg for item in CACHED for arg in ("--set", item)]

@@ -7,6 +7,10 @@ from keras_mta.data import format_prompt
 from keras_mta.data import load_examples
 from tests.shared_data import shared_file
 
+# Backend-independent (file readers only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
+
 
 def _write(tmp_path, rows, name="data.jsonl"):
     path = tmp_path / name

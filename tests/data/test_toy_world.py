@@ -1,10 +1,15 @@
 import json
 
+import pytest
 import spacy
 
 from keras_mta.data import load_examples
 from keras_mta.data.toy_world import make_rows
 from keras_mta.data.toy_world import write_toy_dataset
+
+# Backend-independent (text generation and spaCy only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
 
 
 def test_rows_are_deterministic_and_well_formed():

@@ -3,6 +3,10 @@ import pytest
 from keras_mta.evaluation import mean_rouge_l
 from keras_mta.evaluation import rouge_l
 
+# Backend-independent (rouge-score only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
+
 
 def test_known_values():
     # LCS "the cat sat" = 3 tokens; precision 3/3, recall 3/6: F1 = 2/3.

@@ -2,8 +2,11 @@
 
 Each guide runs as `python guides/NAME.py` in a subprocess with
 `KERAS_MTA_GUIDE_SMALL=1`, the current `KERAS_BACKEND` and its output
-folder in `tmp_path`, so running the suite once per backend runs every
-guide under every backend.
+folder in `tmp_path`. A plain `pytest` per backend runs every guide under
+every backend; `scripts/test.sh` runs `switching_backends` under every
+backend and each other guide under the one backend given in `HOME` (a
+minute or two each; the code they call is tested in-process under every
+backend).
 """
 
 import os
@@ -34,13 +37,31 @@ IMAGES = {
 }
 
 
+# The backend whose process runs each guide under scripts/test.sh (marked
+# `once`); None: every backend.
+HOME = {
+    "getting_started": "jax",
+    "scaling_out": "jax",
+    "reproducing_the_paper": "torch",
+    "writing_your_own_alignment_loss": "torch",
+    "bring_your_own_models": "tensorflow",
+    "switching_backends": None,
+}
+
+
+def _guide(name):
+    if HOME[name] is None:
+        return name
+    return pytest.param(name, marks=pytest.mark.once(backend=HOME[name]))
+
+
 def test_every_guide_is_tested():
     names = {p.stem for p in GUIDES.glob("*.py")}
-    assert names == set(IMAGES)
+    assert names == set(IMAGES) == set(HOME)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(IMAGES))
+@pytest.mark.parametrize("name", [_guide(name) for name in sorted(IMAGES)])
 def test_guide_runs(name, tmp_path):
     env = dict(os.environ)
     env.update(

@@ -106,6 +106,28 @@ def test_entropy_weighting_reads_the_cached_weights(tmp_path):
     np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-4)
 
 
+def test_plan_with_some_of_the_cached_layers_gives_the_live_loss(tmp_path):
+    # One cache serves ablations of the number of pairs: here the plan keeps
+    # only the upper pair (teacher 3, student 2) of the cached [1, 3].
+    plan = AlignmentPlan([3], [2], word_pairs=0)
+    teacher, student = _models()
+    x, y, sample_weight = F.make_batch()
+    cache = _cache(tmp_path, teacher, x)
+    live = DistillationModel(teacher, student, plan=plan)
+    cached = DistillationModel(
+        CachedTeacher.from_cache(cache), student, plan=plan
+    )
+    cached.alignment.set_weights(live.alignment.get_weights())
+    assert signals.hidden_key(1) in cached.cached_signal_keys
+    assert signals.hidden_key(0) not in cached.cached_signal_keys
+    got, expected = _both_losses(live, cached, cache, (x, y, sample_weight))
+    for name in ("loss", "dsa", "hra"):
+        np.testing.assert_allclose(
+            got[name], expected[name], rtol=1e-4, atol=1e-6, err_msg=name
+        )
+    assert float(expected["dsa"]) > 0
+
+
 def test_top_k_below_vocabulary_lowers_kd_and_keeps_alignment(tmp_path):
     teacher, student = _models()
     x, y, sample_weight = F.make_batch()
@@ -172,7 +194,7 @@ def test_errors(tmp_path):
     x, y, sample_weight = F.make_batch()
     cache = _cache(tmp_path, teacher, x, top_k=4)
     described = CachedTeacher.from_cache(cache)
-    with pytest.raises(ValueError, match="teacher cache holds layers"):
+    with pytest.raises(ValueError, match=r"holds layers \[1, 3\], not \[2\]"):
         DistillationModel(
             described, student, plan=AlignmentPlan([2, 3], [1, 2])
         )

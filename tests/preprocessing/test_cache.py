@@ -17,6 +17,10 @@ from keras_mta.preprocessing import cache as cache_module
 from keras_mta.preprocessing.chunking import PhraseChunker
 from tests.shared_data import shared_file
 
+# Backend-independent (span cache files, spaCy and NumPy only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -13,6 +13,10 @@ from keras_mta.preprocessing.chunking import PhraseChunker
 from keras_mta.preprocessing.chunking import maximal_spans
 from tests.shared_data import shared_file
 
+# Backend-independent (spaCy and NumPy only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
+
 
 @pytest.fixture(scope="module")
 def chunker():

@@ -180,6 +180,7 @@ def packed(ids, length, start, end, pad):
     return row[:-1], mask[:-1], row[1:]
 
 
+@pytest.mark.once  # inside tf.data the layer runs on TensorFlow
 def test_whole_selfinst_file_byte_pair_in_tf_data(selfinst_spans):
     """The whole SelfInst file, real spaCy units, through tf.data (batch,
     then map): the ids are the tokenizer's own, packed as keras-hub packs
@@ -285,6 +286,7 @@ def test_eager_call_equals_keras_hub_and_weights_response_only(llama):
     )
 
 
+@pytest.mark.once  # inside tf.data the layer runs on TensorFlow
 def test_map_then_batch_with_another_teacher_tokenizer(llama, gemma):
     preprocessor = DistillationPreprocessor(
         llama, gemma, max_word_units=16, max_phrase_units=8

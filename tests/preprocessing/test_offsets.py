@@ -16,6 +16,10 @@ from keras_mta.preprocessing import tokenize_with_offsets
 from keras_mta.preprocessing import tokenizer_family
 from tests.preprocessing import offline_tokenizers as ot
 
+# Backend-independent (tf-text tokenizers and NumPy only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
+
 FAMILIES = ("byte_pair", "sentence_piece", "word_piece")
 _BYTES, _CHARS = bytes_to_unicode()
 BYTE_OF_CHAR = {c: b for b, c in zip(_BYTES, _CHARS)}

@@ -10,6 +10,10 @@ import pytest
 from keras_mta.preprocessing import teacher_cache_store as store
 from keras_mta.preprocessing.teacher_cache_store import TeacherCache
 
+# Backend-independent (cache files, NumPy and tf.data only):
+# scripts/test.sh runs it under one backend.
+pytestmark = pytest.mark.once
+
 SPECS = {
     "row": ((), "int32"),
     "hidden": ((3, 4), "bfloat16"),
