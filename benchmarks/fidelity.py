@@ -209,8 +209,6 @@ def _recipe(args):
 def ablated_plan(plan, pairs, word_pairs=None):
     """The plan that trains with only the pairs at positions `pairs` of
     `plan` (the teacher cache of `plan` serves it)."""
-    from keras_mta import AlignmentPlan
-
     if pairs is None:
         return plan
     bad = [p for p in pairs if not 0 <= p < plan.num_pairs]
@@ -221,12 +219,10 @@ def ablated_plan(plan, pairs, word_pairs=None):
         )
     if word_pairs is None:
         word_pairs = sum(p < plan.word_pairs for p in pairs)
-    return AlignmentPlan(
-        [plan.teacher_layers[p] for p in pairs],
-        [plan.student_layers[p] for p in pairs],
+    return plan.replace(
+        teacher_layers=[plan.teacher_layers[p] for p in pairs],
+        student_layers=[plan.student_layers[p] for p in pairs],
         word_pairs=word_pairs,
-        hra_scale=plan.hra_scale,
-        entropy_weighting=plan.entropy_weighting,
     )
 
 
