@@ -16,18 +16,9 @@ from keras_mta.models.cached_teacher import CachedTeacher
 from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
 from keras_mta.models.hidden_states import hidden_states_model
+from keras_mta.models.variants import ABLATIONS
+from keras_mta.models.variants import UNIT_MODES
 
-# Named ablations (see the `ablation` argument).
-ABLATIONS = (
-    "full",
-    "kd_only",
-    "sft_only",
-    "dsa_only",
-    "hra_only",
-    "word_units_only",
-    "phrase_units_only",
-)
-UNIT_MODES = ("mixed", "word", "phrase")
 # Inputs for a teacher that tokenizes differently from the student.
 TEACHER_INPUT_KEYS = (
     "teacher_token_ids",
