@@ -15,10 +15,10 @@ from keras_mta.preprocessing import PhraseChunker
 from keras_mta.preprocessing import PreprocessingStatistics
 from keras_mta.preprocessing import SpanCache
 from keras_mta.preprocessing import SpanStatistics
-from keras_mta.preprocessing import TeacherCache
 from keras_mta.preprocessing import build_span_cache
 from keras_mta.recipe import Recipe
 from keras_mta.recipe import load_recipe
+from keras_mta.teacher_cache import TeacherCache
 from keras_mta.teacher_cache import build_teacher_cache
 
 __version__ = "0.1.0.dev0"

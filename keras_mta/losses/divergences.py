@@ -11,7 +11,7 @@ The `keras.losses.Loss` subclasses take `y_true` = teacher logits and
 `sample_weight` (`reduction="mean_with_sample_weight"`), so a position of
 weight 0 (a prompt or padding token) changes nothing.
 
-Top-k form (training from a cached teacher, `keras_mta.models.TeacherCache`
+Top-k form (training from a cached teacher, `keras_mta.TeacherCache`
 and `DistillationModel(teacher=CachedTeacher)`): the teacher keeps, per
 position, only its `k` most likely tokens (their log-probabilities and ids)
 and the log of the probability mass of all other tokens. Both

@@ -4,8 +4,6 @@ initialisation."""
 
 from keras_mta.models.alignment_plan import PAPER_PLANS
 from keras_mta.models.alignment_plan import AlignmentPlan
-from keras_mta.models.cached_teacher import CachedTeacher
-from keras_mta.models.cached_teacher import TeacherSignals
 from keras_mta.models.distillation_model import ABLATIONS
 from keras_mta.models.distillation_model import DistillationModel
 from keras_mta.models.gguf import GGUFError
@@ -19,3 +17,13 @@ from keras_mta.models.loading import build_causal_lm
 from keras_mta.models.loading import tiny_architecture
 from keras_mta.models.student_init import evenly_spaced_layers
 from keras_mta.models.student_init import init_student_from_teacher
+
+
+def __getattr__(name):
+    # Older spellings: the cached teacher lives in `keras_mta.teacher_cache`
+    # (a package above `models`, so it is imported only when asked for).
+    if name in ("CachedTeacher", "TeacherSignals"):
+        from keras_mta import teacher_cache
+
+        return getattr(teacher_cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,14 +10,14 @@ from keras_mta.layers.alignment_loss import AlignmentLoss
 from keras_mta.layers.trajectory_alignment_loss import TrajectoryAlignmentLoss
 from keras_mta.losses.divergences import get_divergence
 from keras_mta.losses.token_importance import entropy_weights
-from keras_mta.models import cached_teacher as signals
 from keras_mta.models.alignment_plan import AlignmentPlan
-from keras_mta.models.cached_teacher import CachedTeacher
 from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
 from keras_mta.models.hidden_states import hidden_states_model
 from keras_mta.models.variants import ABLATIONS
 from keras_mta.models.variants import UNIT_MODES
+from keras_mta.teacher_cache import keys as signals
+from keras_mta.teacher_cache.cached_teacher import CachedTeacher
 
 # Inputs for a teacher that tokenizes differently from the student.
 TEACHER_INPUT_KEYS = (

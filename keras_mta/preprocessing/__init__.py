@@ -16,4 +16,3 @@ from keras_mta.preprocessing.offsets import tokenize_with_offsets
 from keras_mta.preprocessing.offsets import tokenizer_family
 from keras_mta.preprocessing.statistics import SpanStatistics
 from keras_mta.preprocessing.statistics import span_statistics
-from keras_mta.preprocessing.teacher_cache_store import TeacherCache

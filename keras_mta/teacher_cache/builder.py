@@ -14,16 +14,16 @@ import time
 import keras
 import numpy as np
 
-from keras_mta.models.cached_teacher import ENTROPY_WEIGHTS
-from keras_mta.models.cached_teacher import LOG_REST
-from keras_mta.models.cached_teacher import TOP_K_INDICES
-from keras_mta.models.cached_teacher import TOP_K_LOG_PROBS
-from keras_mta.models.cached_teacher import TeacherSignals
-from keras_mta.models.cached_teacher import hidden_key
-from keras_mta.models.cached_teacher import importance_key
-from keras_mta.preprocessing.teacher_cache_store import STORAGE_DTYPES
-from keras_mta.preprocessing.teacher_cache_store import TeacherCache
-from keras_mta.preprocessing.teacher_cache_store import format_bytes
+from keras_mta.teacher_cache.keys import ENTROPY_WEIGHTS
+from keras_mta.teacher_cache.keys import LOG_REST
+from keras_mta.teacher_cache.keys import TOP_K_INDICES
+from keras_mta.teacher_cache.keys import TOP_K_LOG_PROBS
+from keras_mta.teacher_cache.keys import hidden_key
+from keras_mta.teacher_cache.keys import importance_key
+from keras_mta.teacher_cache.signals import TeacherSignals
+from keras_mta.teacher_cache.store import STORAGE_DTYPES
+from keras_mta.teacher_cache.store import TeacherCache
+from keras_mta.teacher_cache.store import format_bytes
 
 
 def _sha256_arrays(arrays):

@@ -7,8 +7,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from keras_mta.preprocessing import teacher_cache_store as store
-from keras_mta.preprocessing.teacher_cache_store import TeacherCache
+from keras_mta.teacher_cache import store
+from keras_mta.teacher_cache.store import TeacherCache
 
 # Backend-independent (cache files, NumPy and tf.data only):
 # scripts/test.sh runs it under one backend.

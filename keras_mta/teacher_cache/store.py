@@ -23,7 +23,6 @@ import os
 import shutil
 
 import numpy as np
-import tensorflow as tf
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -390,6 +389,10 @@ class TeacherCache:
             A `tf.data.Dataset` of `(x, y[, sample_weight])` batches where
             `x` also holds every cached array under its name.
         """
+        # TensorFlow only for the input pipeline: the rest of the store (and
+        # the model that reads the cache) works without it.
+        import tensorflow as tf
+
         self._require_complete()
         inputs = tuple(inputs)
         x = dict(inputs[0])

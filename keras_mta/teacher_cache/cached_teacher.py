@@ -1,47 +1,16 @@
-"""A teacher read from stored signals: what `DistillationModel` needs of it.
+"""`CachedTeacher`: a teacher read from stored signals.
 
-`teacher_signals` runs a keras-hub teacher once on a batch and returns what
-distillation reads of it: the hidden states of the plan's teacher layers,
-the teacher's token importance at those layers, its top-`k` next-token
-log-probabilities (with their token ids and the log of the remaining mass)
-and its entropy weights. `keras_mta.build_teacher_cache` stores them for a
-whole dataset; `CachedTeacher` describes the stored teacher, and a
-`DistillationModel` given a `CachedTeacher` in place of the teacher model
-reads the signals from its inputs (keys below) and never runs a teacher.
+`keras_mta.build_teacher_cache` runs a teacher once over a dataset and
+stores its signals (`keras_mta.teacher_cache.signals`); `CachedTeacher`
+describes the stored teacher, and a `DistillationModel` given a
+`CachedTeacher` in place of the teacher model reads the signals from its
+inputs (`TeacherCache.dataset` puts them there) and never runs a teacher.
 """
 
 import keras
-from keras import ops
 
-from keras_mta.losses.divergences import top_k_log_probs
-from keras_mta.losses.token_importance import entropy_weights
-from keras_mta.losses.token_importance import token_importance
 from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
-from keras_mta.models.hidden_states import hidden_states_model
-
-TOP_K_LOG_PROBS = "teacher_top_k_log_probs"
-TOP_K_INDICES = "teacher_top_k_indices"
-LOG_REST = "teacher_log_rest"
-ENTROPY_WEIGHTS = "teacher_entropy_weights"
-
-
-def hidden_key(pair):
-    """Input key of the cached teacher hidden states of pair `pair`."""
-    return f"teacher_hidden_{pair}"
-
-
-def importance_key(pair):
-    """Input key of the cached teacher token importance of pair `pair`."""
-    return f"teacher_importance_{pair}"
-
-
-def signal_keys(num_pairs):
-    """Every input key of the cached teacher signals, in a fixed order."""
-    keys = [TOP_K_LOG_PROBS, TOP_K_INDICES, LOG_REST, ENTROPY_WEIGHTS]
-    for k in range(num_pairs):
-        keys += [hidden_key(k), importance_key(k)]
-    return keys
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
@@ -163,48 +132,3 @@ def describe_teacher(teacher, layers, top_k, temperature=1.0):
         top_k=top_k,
         temperature=temperature,
     )
-
-
-class TeacherSignals:
-    """Computes the cached signals of a teacher, batch by batch.
-
-    Args:
-        teacher: a keras-hub `CausalLM`.
-        layers: the hidden-state indices to keep (the plan's teacher
-            layers).
-        top_k: int, the number of most likely tokens kept per position.
-        temperature: float > 0, the temperature of the log-probabilities.
-
-    Call arguments:
-        x: dict with `token_ids` and `padding_mask` `(batch, seq_len)`.
-
-    Returns from a call: a dict of tensors keyed by `signal_keys`:
-    hidden states `(batch, seq_len, dim)` (float32), token importance
-    `(batch, seq_len)`, top-k log-probabilities and ids `(batch, seq_len,
-    k)`, log rest mass and entropy weights `(batch, seq_len)`.
-    """
-
-    def __init__(self, teacher, layers, top_k=64, temperature=1.0):
-        self.description = describe_teacher(teacher, layers, top_k, temperature)
-        self.view = hidden_states_model(teacher, list(layers))
-        self.top_k = int(top_k)
-        self.temperature = float(temperature)
-
-    def __call__(self, x):
-        inputs = {key: x[key] for key in self.view.input}
-        out = self.view(inputs, training=False)
-        mask = x["padding_mask"]
-        log_probs, indices, log_rest = top_k_log_probs(
-            out["logits"], self.top_k, self.temperature
-        )
-        signals = {
-            TOP_K_LOG_PROBS: log_probs,
-            TOP_K_INDICES: indices,
-            LOG_REST: log_rest,
-            ENTROPY_WEIGHTS: entropy_weights(out["logits"], mask),
-        }
-        for k, hidden in enumerate(out["hidden_states"]):
-            hidden = ops.cast(hidden, "float32")
-            signals[hidden_key(k)] = hidden
-            signals[importance_key(k)] = token_importance(hidden, mask)
-        return signals

@@ -9,7 +9,7 @@ from keras_mta import CachedTeacher
 from keras_mta import DistillationModel
 from keras_mta import TeacherCache
 from keras_mta import build_teacher_cache
-from keras_mta.models import cached_teacher as signals
+from keras_mta.teacher_cache import keys as signals
 from tests.models import fixtures as F
 
 PLAN = AlignmentPlan([1, 3], [1, 2], word_pairs=1)

@@ -1,0 +1,17 @@
+"""The teacher cache: run a teacher once, train from its stored signals.
+
+- `store` (`TeacherCache`): NumPy chunk files on disk and their tf.data
+  stream; knows nothing about models (TensorFlow is imported only when a
+  dataset is built).
+- `keys` and `signals` (`TeacherSignals`): what is computed from a teacher
+  (keras.ops) and the input names it is stored under.
+- `builder` (`build_teacher_cache`): runs the teacher over a dataset and
+  writes the store.
+- `cached_teacher` (`CachedTeacher`): the teacher source a
+  `DistillationModel` trains from, reading the signals from its inputs.
+"""
+
+from keras_mta.teacher_cache.builder import build_teacher_cache
+from keras_mta.teacher_cache.cached_teacher import CachedTeacher
+from keras_mta.teacher_cache.signals import TeacherSignals
+from keras_mta.teacher_cache.store import TeacherCache
