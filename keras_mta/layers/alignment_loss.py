@@ -6,7 +6,9 @@ class AlignmentLoss(keras.layers.Layer):
     """Base class of a user-defined alignment loss over the mapped layers.
 
     Subclass it, implement `call`, and pass instances to
-    `keras_mta.DistillationModel(..., alignment_losses=[...])`. The model
+    `keras_mta.DistillationModel(..., alignment_losses=[...])`, or add them
+    to an explicit list of loss terms as
+    `keras_mta.models.terms.AlignmentTerm(loss, weight=...)`. The model
     calls each one on every batch with the hidden states of the layer pairs
     of its `AlignmentPlan` (the same states DSA and HRA see) and adds the
     weighted result to the distillation term:
@@ -57,9 +59,18 @@ class AlignmentLoss(keras.layers.Layer):
         phrase_units: int32 `(batch, max_phrase_units, 2)`, the same for
             phrases.
         padding_mask: float32 `(batch, seq_len)`, 1 on real tokens.
+        teacher_signals: only passed when `call` declares this argument: a
+            dict with `"importance"` (list of `K` float32 `(batch,
+            seq_len)` teacher token importances, or None when the teacher
+            source does not provide them: compute them from
+            `teacher_hidden`) and `"token_weights"` (float32 `(batch,
+            seq_len)` entropy weights of the teacher, or None unless the
+            plan's `entropy_weighting` is on). `TrajectoryAlignmentLoss`
+            reads them.
 
     Returns:
-        A float32 scalar.
+        A float32 scalar (or a dict with the scalar under `"loss"`, as
+        `TrajectoryAlignmentLoss` returns).
 
     Examples:
 

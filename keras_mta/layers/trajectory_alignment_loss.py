@@ -1,14 +1,20 @@
 import keras
 from keras import ops
 
+from keras_mta.layers.alignment_loss import AlignmentLoss
 from keras_mta.layers.hidden_alignment_loss import HiddenAlignmentLoss
 from keras_mta.layers.structural_alignment_loss import StructuralAlignmentLoss
 from keras_mta.losses.token_importance import token_importance
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
-class TrajectoryAlignmentLoss(keras.layers.Layer):
+class TrajectoryAlignmentLoss(AlignmentLoss):
     """The MTA loss over all mapped layer pairs (the trajectory).
+
+    An `AlignmentLoss` like any user loss: `DistillationModel` trains it as
+    the term named `mta` (`keras_mta.models.terms.TrajectoryAlignmentTerm`),
+    weighted by `kd_ratio * mta_weight`, and passes it the teacher's
+    `teacher_signals`.
 
     For `K` mapped (student layer, teacher layer) pairs, ordered from low to
     high, pairs `0 .. word_pairs - 1` align word units and the remaining
@@ -33,7 +39,10 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
             0.1.
         use_dsa: bool, include the DSA terms (ablation switch).
         use_hra: bool, include the HRA terms (ablation switch).
-        **kwargs: base layer arguments.
+        loss_weight: float >= 0, the weight of `L_MTA` in the distillation
+            term (`mta_weight` of `DistillationModel`). Defaults to 1.0.
+        **kwargs: base layer arguments (computes in float32 unless a
+            `dtype` is given).
 
     Call arguments:
         student_hidden: list of `K` tensors `(batch, seq_len, student_dim_k)`.
@@ -47,6 +56,9 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
         teacher_importance: optional list of `K` tensors `(batch, seq_len)`,
             the teacher's token importance at each pair computed ahead (a
             teacher cache); computed from `teacher_hidden` when None.
+        teacher_signals: optional dict, as `DistillationModel` passes it
+            (see `AlignmentLoss`): its `"token_weights"` and `"importance"`
+            entries stand for the two arguments above.
 
     Returns:
         A dict with the scalar `"loss"` (`L_MTA`), the scalars `"dsa"` and
@@ -78,12 +90,10 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
         hra_scale=0.1,
         use_dsa=True,
         use_hra=True,
+        loss_weight=1.0,
         **kwargs,
     ):
-        # Loss layers compute in float32: keep the inputs' precision instead
-        # of casting them to a mixed policy's compute dtype.
-        kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
+        super().__init__(loss_weight=loss_weight, **kwargs)
         teacher_dims = [int(d) for d in teacher_dims]
         num_pairs = len(teacher_dims)
         if num_pairs == 0:
@@ -143,7 +153,11 @@ class TrajectoryAlignmentLoss(keras.layers.Layer):
         padding_mask,
         teacher_token_weights=None,
         teacher_importance=None,
+        teacher_signals=None,
     ):
+        if teacher_signals is not None:
+            teacher_token_weights = teacher_signals.get("token_weights")
+            teacher_importance = teacher_signals.get("importance")
         if teacher_importance is not None and (
             len(teacher_importance) != self.num_pairs
         ):
