@@ -1,10 +1,11 @@
-"""Models of keras-mta: the distillation model, its alignment plan, the
-hidden-state view over keras-hub backbones, GGUF checkpoints and student
-initialisation."""
+"""Models of keras-mta: the distillation model, its teacher sources
+(`TeacherSource`, `LiveTeacher`; `keras_mta.CachedTeacher`), its loss terms
+(`keras_mta.models.terms`), its alignment plan, the hidden-state view over
+keras-hub backbones, GGUF checkpoints and student initialisation."""
 
+from keras_mta.models import terms
 from keras_mta.models.alignment_plan import PAPER_PLANS
 from keras_mta.models.alignment_plan import AlignmentPlan
-from keras_mta.models.distillation_model import ABLATIONS
 from keras_mta.models.distillation_model import DistillationModel
 from keras_mta.models.gguf import GGUFError
 from keras_mta.models.gguf import from_gguf
@@ -13,10 +14,13 @@ from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
 from keras_mta.models.hidden_states import hidden_states_model
 from keras_mta.models.hidden_states import num_hidden_layers
+from keras_mta.models.live_teacher import LiveTeacher
 from keras_mta.models.loading import build_causal_lm
 from keras_mta.models.loading import tiny_architecture
 from keras_mta.models.student_init import evenly_spaced_layers
 from keras_mta.models.student_init import init_student_from_teacher
+from keras_mta.models.teacher_source import TeacherSource
+from keras_mta.models.variants import ABLATIONS
 
 
 def __getattr__(name):

@@ -8,19 +8,32 @@ inputs (`TeacherCache.dataset` puts them there) and never runs a teacher.
 """
 
 import keras
+from keras import ops
 
 from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
+from keras_mta.models.teacher_source import TeacherSource
+from keras_mta.teacher_cache.keys import ENTROPY_WEIGHTS
+from keras_mta.teacher_cache.keys import LOG_REST
+from keras_mta.teacher_cache.keys import TOP_K_INDICES
+from keras_mta.teacher_cache.keys import TOP_K_LOG_PROBS
+from keras_mta.teacher_cache.keys import hidden_key
+from keras_mta.teacher_cache.keys import importance_key
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
-class CachedTeacher:
-    """The description of a teacher whose signals were computed ahead.
+class CachedTeacher(TeacherSource):
+    """A teacher source whose signals were computed ahead.
 
     Pass it as the `teacher` of a `DistillationModel` to train from a
     teacher cache (`keras_mta.TeacherCache.dataset` puts the signals into
     the inputs); `CachedTeacher.from_cache(cache)` reads it from the cache
-    that `keras_mta.build_teacher_cache` returns.
+    that `keras_mta.build_teacher_cache` returns. No teacher runs: its
+    hidden states, token importance and entropy weights are read from the
+    inputs (keys in `keras_mta.teacher_cache.keys`), and KD uses the
+    divergence's top-k form (`divergence.top_k`) on the cached top-k
+    log-probabilities. The cache was built on the student's `token_ids`
+    (same tokenizer and vocabulary).
 
     Args:
         name: the teacher's name (for messages).
@@ -84,6 +97,103 @@ class CachedTeacher:
                 "plan."
             )
         return self.hidden_dims[self.layers.index(index)]
+
+    def layer_widths(self, layers):
+        return [self.hidden_dim(i) for i in layers]
+
+    def default_plan(self, student_num_layers):
+        raise ValueError(
+            "Training from a teacher cache needs the plan it was built "
+            f"with: pass `plan=` (the cache's teacher layers are "
+            f"{self.layers})."
+        )
+
+    def prepare(self, layers):
+        absent = [i for i in layers if i not in self.layers]
+        if absent:
+            raise ValueError(
+                f"The plan aligns teacher layers {list(layers)}, but the "
+                f"teacher cache holds layers {self.layers}, not {absent}. "
+                "Train with a plan whose teacher layers the cache holds (all "
+                "of them, or some: ablations of the number of pairs reuse "
+                "one cache), or build a cache for this plan."
+            )
+
+    def check_divergence(self, divergence):
+        if not callable(getattr(divergence, "top_k", None)):
+            raise ValueError(
+                "Training from a teacher cache needs the top-k form of the "
+                f"divergence, which {type(divergence).__name__} does not "
+                "have. Use one of keras_mta's divergences (forward_kl, "
+                "reverse_kl, jensen_shannon, total_variation, "
+                "skew_forward_kl, skew_reverse_kl), or `use_kd=False`."
+            )
+        own = float(getattr(divergence, "temperature", 1.0))
+        if own != self.temperature:
+            raise ValueError(
+                f"The divergence's temperature is {own}, but the teacher "
+                "cache holds log-probabilities at temperature "
+                f"{self.temperature}. Train at the cache's temperature, or "
+                "build a cache at this one."
+            )
+
+    def _slots(self, layers):
+        # Where each aligned layer sits in the cache (a plan may use some
+        # of the cached layers).
+        return [self.layers.index(i) for i in layers]
+
+    def input_keys(self, layers, needs):
+        keys = []
+        if "logits" in needs:
+            keys += [TOP_K_LOG_PROBS, TOP_K_INDICES, LOG_REST]
+        slots = self._slots(layers)
+        if "hidden_states" in needs:
+            keys += [hidden_key(k) for k in slots]
+        if "importance" in needs:
+            keys += [importance_key(k) for k in slots]
+        if "entropy_weights" in needs:
+            keys.append(ENTROPY_WEIGHTS)
+        return tuple(keys)
+
+    missing_inputs_hint = (
+        " This model trains from a teacher cache: stream the inputs with "
+        "`TeacherCache.dataset((x, y, sample_weight), batch_size)`, which "
+        "adds the teacher's signals."
+    )
+
+    def outputs(self, inputs, layers, needs):
+        slots = self._slots(layers)
+        importance = None
+        if "importance" in needs:
+            importance = [inputs[importance_key(k)] for k in slots]
+        weights = None
+        if "entropy_weights" in needs:
+            mask = ops.cast(inputs["padding_mask"], "float32")
+            weights = ops.stop_gradient(
+                ops.cast(inputs[ENTROPY_WEIGHTS], "float32") * mask
+            )
+        return {
+            # Only the top-k form is kept (see `kd`).
+            "logits": None,
+            "hidden_states": [
+                ops.stop_gradient(ops.cast(inputs[hidden_key(k)], "float32"))
+                for k in slots
+            ],
+            "importance": importance,
+            "entropy_weights": weights,
+        }
+
+    def kd(self, divergence, outputs, inputs, student_logits, sample_weight):
+        return divergence.top_k(
+            ops.stop_gradient(ops.cast(inputs[TOP_K_LOG_PROBS], "float32")),
+            ops.cast(inputs[TOP_K_INDICES], "int32"),
+            ops.stop_gradient(ops.cast(inputs[LOG_REST], "float32")),
+            student_logits,
+            sample_weight=sample_weight,
+        )
+
+    def serialize(self):
+        return keras.saving.serialize_keras_object(self)
 
     def get_config(self):
         return {

@@ -166,7 +166,7 @@ def test_gradient_reaches_student_and_own_weights_not_teacher():
 def test_kd_only_keeps_custom_losses_sft_only_drops_them():
     x, y, sw = F.make_batch()
     model, _ = _model(ablation="kd_only")
-    assert not model.mta_enabled
+    assert model.alignment is None
     terms = _terms(model, x, y, sw)
     assert terms["mta"] == 0.0 and terms["cos"] > 0
     assert len(model.call(x)["hidden_states"]) == PLAN.num_pairs

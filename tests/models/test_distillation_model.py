@@ -283,7 +283,10 @@ def test_teacher_none_is_sft():
     t = _terms(model, x, y, sw)
     assert t["loss"] == pytest.approx(float(t["ce"]))
     # SFT needs no units.
-    model.check_batch(F.make_batch(empty_units=True)[0])
+    x = {k: v for k, v in x.items() if not k.endswith("_units")}
+    assert float(_terms(model, x, y, sw)["loss"]) == pytest.approx(
+        float(t["ce"])
+    )
 
 
 def test_pair_metrics():
@@ -348,46 +351,35 @@ def test_error_vocabularies_differ():
         DistillationModel(teacher, student)
 
 
-def test_error_no_units_in_first_batch():
+def test_error_missing_input_keys():
+    # That a dataset has units at all is checked over the whole dataset by
+    # the preprocessing statistics; the model names a missing input key.
     teacher, student = F.teacher_student()
     model = DistillationModel(teacher, student, plan=PLAN)
-    model.compile(optimizer="sgd")
-    x, y, sw = F.make_batch(empty_units=True)
-    with pytest.raises(ValueError, match="first batch has no word units"):
-        model.fit(x, y, sample_weight=sw, verbose=0)
-    with pytest.raises(ValueError, match="first batch has no word units"):
-        model.evaluate(x, y, sample_weight=sw, verbose=0)
-    with pytest.raises(ValueError, match="no word units"):
-        model.train_on_batch(x, y, sample_weight=sw)
-    # As a generator and as a tf.data pipeline.
-    with pytest.raises(ValueError, match="no word units"):
-        model.fit(iter([(x, y, sw)]), verbose=0)
-    import tensorflow as tf  # only as an input pipeline
-
-    ds = tf.data.Dataset.from_tensors((x, y, sw))
-    with pytest.raises(ValueError, match="no word units"):
-        model.fit(ds, verbose=0)
-    # Phrase units only missing: named too.
-    good, _, _ = F.make_batch()
-    with pytest.raises(ValueError, match="no phrase units"):
-        model.check_batch(_with_units(good, phrase=x["phrase_units"]))
-    with pytest.raises(ValueError, match="inputs have no `phrase_units`"):
-        model.check_batch(
-            {k: v for k, v in good.items() if k != "phrase_units"}
-        )
+    assert model.input_keys == (
+        "token_ids",
+        "padding_mask",
+        "word_units",
+        "phrase_units",
+    )
+    x, y, sw = F.make_batch()
+    for key in ("phrase_units", "word_units"):
+        without = {k: v for k, v in x.items() if k != key}
+        with pytest.raises(ValueError, match=f"lack \\['{key}'\\].*span"):
+            model.compute_losses(without, y, sample_weight=sw)
+        model.compile(optimizer="sgd")
+        with pytest.raises(ValueError, match=key):
+            model.test_on_batch(without, y, sample_weight=sw)
+    without = {k: v for k, v in x.items() if k != "padding_mask"}
+    with pytest.raises(ValueError, match="padding_mask"):
+        model(without)
+    with pytest.raises(ValueError, match="dict of inputs"):
+        model(x["token_ids"])
     # Without MTA, no units are needed.
     kd_only = DistillationModel(teacher, student, mta_weight=0.0)
-    kd_only.check_batch(x)
-
-
-def test_first_batch_peek_keeps_every_batch():
-    model = _seeded_model()
-    batches = [F.make_batch(seed=i) for i in range(3)]
-    first, rest = model._first_batch(iter(batches), None)
-    assert first is batches[0][0]
-    assert [b[0] for b in rest] == [b[0] for b in batches]
-    first, rest = model._first_batch(batches[0][0], 2)
-    assert first["token_ids"].shape == (2, F.SEQ_LEN)
+    assert kd_only.input_keys == ("token_ids", "padding_mask")
+    units_free = {k: v for k, v in x.items() if not k.endswith("_units")}
+    kd_only.compute_losses(units_free, y, sample_weight=sw)
 
 
 def test_error_backbone_without_transformer_layers():
@@ -413,7 +405,7 @@ def test_error_teacher_tokenizer_inputs():
     x, y, sw = F.make_batch()
     x["teacher_token_ids"] = x["token_ids"]
     with pytest.raises(NotImplementedError, match="teacher_token_ids"):
-        model.check_batch(x)
+        model(x)
     with pytest.raises(NotImplementedError, match="same tokenizer"):
         model.compute_losses(x, y, sample_weight=sw)
 

@@ -118,8 +118,8 @@ def test_plan_with_some_of_the_cached_layers_gives_the_live_loss(tmp_path):
         CachedTeacher.from_cache(cache), student, plan=plan
     )
     cached.alignment.set_weights(live.alignment.get_weights())
-    assert signals.hidden_key(1) in cached.cached_signal_keys
-    assert signals.hidden_key(0) not in cached.cached_signal_keys
+    assert signals.hidden_key(1) in cached.input_keys
+    assert signals.hidden_key(0) not in cached.input_keys
     got, expected = _both_losses(live, cached, cache, (x, y, sample_weight))
     for name in ("loss", "dsa", "hra"):
         np.testing.assert_allclose(
@@ -183,8 +183,8 @@ def test_config_round_trip(tmp_path):
     )
     clone = DistillationModel.from_config(model.get_config())
     assert clone.teacher is None
-    assert clone.cached_teacher.get_config() == (
-        model.cached_teacher.get_config()
+    assert clone.teacher_source.get_config() == (
+        model.teacher_source.get_config()
     )
     assert clone.mta_weight == 1.5
 
