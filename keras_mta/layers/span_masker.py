@@ -1,10 +1,13 @@
 import keras
 import numpy as np
-import tensorflow as tf
 from keras_hub.src.layers.preprocessing.preprocessing_layer import (
     PreprocessingLayer,
 )
 from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs
+
+from keras_mta.imports import import_optional
+
+tf = import_optional("tensorflow", "keras_mta.preprocessing")
 
 COUNT_KEYS = (
     "units",

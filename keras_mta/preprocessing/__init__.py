@@ -1,19 +1,33 @@
-"""keras_mta.preprocessing (see ../ARCHITECTURE sketch in CONTRIBUTING.md)."""
+"""keras_mta.preprocessing: text to the inputs of MTA distillation.
 
-from keras_mta.preprocessing.cache import SpanCache
-from keras_mta.preprocessing.cache import SpanCacheWarning
-from keras_mta.preprocessing.cache import build_span_cache
-from keras_mta.preprocessing.cache import default_cache_dir
-from keras_mta.preprocessing.chunking import PhraseChunker
-from keras_mta.preprocessing.distillation_preprocessor import (
-    DistillationPreprocessor,
-)
-from keras_mta.preprocessing.distillation_preprocessor import (
-    PreprocessingStatistics,
-)
-from keras_mta.preprocessing.distillation_preprocessor import TruncationWarning
-from keras_mta.preprocessing.offsets import tokenize_with_offsets
-from keras_mta.preprocessing.offsets import tokenizer_family
-from keras_mta.preprocessing.statistics import SpanStatistics
-from keras_mta.preprocessing.statistics import span_statistics
-from keras_mta.preprocessing.teacher_cache_store import TeacherCache
+Names load on first use. The tf.data pipeline (`DistillationPreprocessor`,
+`SpanMasker`, `tokenize_with_offsets`) imports TensorFlow and
+tensorflow-text, `PhraseChunker` imports spaCy, when used; each says what
+to install when it is missing (see `keras_mta.imports`).
+"""
+
+from keras_mta.imports import lazy_exports
+
+_EXPORTS = {
+    "SpanCache": "keras_mta.preprocessing.cache",
+    "SpanCacheWarning": "keras_mta.preprocessing.cache",
+    "build_span_cache": "keras_mta.preprocessing.cache",
+    "default_cache_dir": "keras_mta.preprocessing.cache",
+    "PhraseChunker": "keras_mta.preprocessing.chunking",
+    "DistillationPreprocessor": (
+        "keras_mta.preprocessing.distillation_preprocessor"
+    ),
+    "PreprocessingStatistics": (
+        "keras_mta.preprocessing.distillation_preprocessor"
+    ),
+    "TruncationWarning": "keras_mta.preprocessing.distillation_preprocessor",
+    "tokenize_with_offsets": "keras_mta.preprocessing.offsets",
+    "tokenizer_family": "keras_mta.preprocessing.offsets",
+    "SpanMasker": "keras_mta.layers.span_masker",
+    "SpanStatistics": "keras_mta.preprocessing.statistics",
+    "span_statistics": "keras_mta.preprocessing.statistics",
+    "TeacherCache": "keras_mta.preprocessing.teacher_cache_store",
+}
+
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -7,17 +7,19 @@ import warnings
 import keras
 import keras_hub
 import numpy as np
-import tensorflow as tf
 from keras_hub.src.layers.preprocessing.preprocessing_layer import (
     PreprocessingLayer,
 )
 from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs
 
+from keras_mta.imports import import_optional
 from keras_mta.layers.span_masker import COUNT_KEYS
 from keras_mta.layers.span_masker import SpanMasker
 from keras_mta.layers.span_masker import ragged_pairs
 from keras_mta.preprocessing.offsets import tokenize_with_offsets
 from keras_mta.preprocessing.offsets import tokenizer_family
+
+tf = import_optional("tensorflow", "keras_mta.preprocessing")
 
 logger = logging.getLogger(__name__)
 
