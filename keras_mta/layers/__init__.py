@@ -14,7 +14,7 @@ _EXPORTS = {
     "TrajectoryAlignmentLoss": "keras_mta.layers.trajectory_alignment_loss",
     # Moved to `keras_mta.preprocessing.SpanMasker` (TensorFlow
     # preprocessing, not a `keras.ops` layer); kept as an alias.
-    "SpanMasker": "keras_mta.layers.span_masker",
+    "SpanMasker": "keras_mta.preprocessing.span_masker",
 }
 
 __all__ = list(_EXPORTS)

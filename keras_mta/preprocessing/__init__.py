@@ -18,12 +18,12 @@ _EXPORTS = {
         "keras_mta.preprocessing.distillation_preprocessor"
     ),
     "PreprocessingStatistics": (
-        "keras_mta.preprocessing.distillation_preprocessor"
+        "keras_mta.preprocessing.preprocessing_statistics"
     ),
-    "TruncationWarning": "keras_mta.preprocessing.distillation_preprocessor",
+    "TruncationWarning": "keras_mta.preprocessing.preprocessing_statistics",
     "tokenize_with_offsets": "keras_mta.preprocessing.offsets",
     "tokenizer_family": "keras_mta.preprocessing.offsets",
-    "SpanMasker": "keras_mta.layers.span_masker",
+    "SpanMasker": "keras_mta.preprocessing.span_masker",
     "SpanStatistics": "keras_mta.preprocessing.statistics",
     "span_statistics": "keras_mta.preprocessing.statistics",
     "TeacherCache": "keras_mta.preprocessing.teacher_cache_store",

@@ -1,3 +1,5 @@
+"""`SpanMasker`: character spans to the token-range units of MTA."""
+
 import keras
 import numpy as np
 from keras_hub.src.layers.preprocessing.preprocessing_layer import (
@@ -8,15 +10,6 @@ from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs
 from keras_mta.imports import import_optional
 
 tf = import_optional("tensorflow", "keras_mta.preprocessing")
-
-COUNT_KEYS = (
-    "units",
-    "kept",
-    "dropped_overflow",
-    "dropped_truncation",
-    "dropped_empty",
-    "clipped",
-)
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
