@@ -277,20 +277,14 @@ class DistillationPreprocessor(PreprocessingLayer):
             )
         spans = {key: [None] * len(prompts) for key in SPAN_KEYS}
         if SPAN_KEYS[0] in x:
-            for key in SPAN_KEYS:
-                pairs, unbatched_spans = ragged_pairs(x[key], key)
-                if unbatched_spans != unbatched:
-                    raise ValueError(
-                        f"DistillationPreprocessor: {key!r} must be batched "
-                        "like 'prompt' and 'response'."
-                    )
+            spans = _span_features(x, unbatched)
+            for key, pairs in spans.items():
                 if pairs.nrows() != len(prompts):
                     raise ValueError(
                         f"DistillationPreprocessor: {key!r} has "
                         f"{int(pairs.nrows())} rows for {len(prompts)} "
                         "examples."
                     )
-                spans[key] = pairs
         return self._features(prompts, responses, spans), unbatched
 
     def _features(self, prompts, responses, spans):
@@ -718,16 +712,24 @@ def _tensor_features(x):
     unbatched = features["prompt"].shape.rank == 0
     if unbatched:
         features = {key: value[None] for key, value in features.items()}
+    features.update(_span_features(x, unbatched))
+    return features, unbatched
+
+
+def _span_features(x, unbatched):
+    """The spans of `x` as int32 ragged tensors, batched like the
+    strings."""
+    spans = {}
     for key in SPAN_KEYS:
         pairs, unbatched_spans = ragged_pairs(x[key], key)
         if unbatched_spans != unbatched:
             raise ValueError(
                 f"DistillationPreprocessor: {key!r} must be batched like "
                 "'prompt' and 'response' (rank 3 for a batch, 2 for one "
-                f"example). Received shape {x[key].shape}."
+                f"example). Received shape {getattr(x[key], 'shape', None)}."
             )
-        features[key] = pairs
-    return features, unbatched
+        spans[key] = pairs
+    return spans
 
 
 def _record_fields(example, index):
