@@ -11,6 +11,7 @@ from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs
 from keras_mta.imports import import_optional
 from keras_mta.preprocessing.offsets import tokenize_with_offsets
 from keras_mta.preprocessing.offsets import tokenizer_family
+from keras_mta.preprocessing.preprocessing_statistics import UNIT_KINDS
 from keras_mta.preprocessing.preprocessing_statistics import (
     PreprocessingStatistics,
 )
@@ -20,7 +21,6 @@ from keras_mta.preprocessing.span_masker import ragged_pairs
 tf = import_optional("tensorflow", "keras_mta.preprocessing")
 
 SPAN_KEYS = ("word_spans", "phrase_spans")
-UNIT_KINDS = ("word_units", "phrase_units")
 _NEEDS_RESPONSE = "every example needs a response to train on"
 # A response of whitespace only, in the graph (`str.strip()` eagerly).
 _BLANK = r"[\s\p{Z}]*"
@@ -416,7 +416,9 @@ class DistillationPreprocessor(PreprocessingLayer):
         Validates every example, adds spans from the `chunker` to the
         examples that have none, counts truncation and dropped units over
         the whole dataset (`self.statistics`, and a `TruncationWarning` when
-        anything is cut), then maps this layer over batches.
+        anything is cut), then maps this layer over batches. With MTA on,
+        `self.statistics.check_units(model.unit_keys)` then raises when a
+        unit kind the model reads keeps no unit in the whole dataset.
 
         Args:
             examples: iterable of dicts or objects (e.g.

@@ -12,6 +12,8 @@ from keras_mta.preprocessing.statistics import SpanStatistics
 # The logger of the statistics since they were first reported.
 logger = logging.getLogger("keras_mta.preprocessing.distillation_preprocessor")
 
+# The unit kinds of the student's inputs.
+UNIT_KINDS = ("word_units", "phrase_units")
 # The per-example counts of `SpanMasker(return_counts=True)`.
 COUNT_KEYS = (
     "units",
@@ -91,6 +93,65 @@ class PreprocessingStatistics:
             elif key in self._FIELDS:
                 field = self._FIELDS[key]
                 setattr(self, field, getattr(self, field) + total)
+
+    def check_units(self, kinds=UNIT_KINDS, name=None):
+        """Raises when a unit kind the alignment reads keeps no unit at all.
+
+        With MTA on, a unit kind that keeps no unit over the whole dataset
+        makes its alignment terms a silent 0 (e.g. every phrase dropped by
+        truncation, or spans that cover no token). Call it with the unit
+        kinds the model reads (`DistillationModel.unit_keys`: none when
+        `mta_weight=0`).
+
+        Args:
+            kinds: iterable of unit kinds (`"word_units"`, `"phrase_units"`,
+                or their `"teacher_..."` forms).
+            name: optional name of the dataset, for the message.
+
+        Raises:
+            ValueError: naming the kind, its counts, and the fixes; also
+                when a kind was not counted (the statistics come from
+                `compute_statistics` or `prepare_dataset`).
+
+        Examples:
+
+        ```python
+        preprocessor.prepare_dataset(examples, batch_size=8)
+        preprocessor.statistics.check_units(model.unit_keys)
+        ```
+        """
+        label = f" {name!r}" if name else ""
+        for kind in kinds:
+            counts = self.units.get(kind)
+            if counts is None:
+                raise ValueError(
+                    f"PreprocessingStatistics: no counts of {kind!r} "
+                    f"(counted: {sorted(self.units)}). Compute the "
+                    "statistics of the dataset with the "
+                    "DistillationPreprocessor (`prepare_dataset` or "
+                    "`compute_statistics`) before checking its units."
+                )
+            if counts["kept"]:
+                continue
+            limit = (
+                self.max_phrase_units
+                if "phrase" in kind
+                else self.max_word_units
+            )
+            raise ValueError(
+                f"Alignment is on but the dataset{label} keeps no "
+                f"{kind.replace('_units', '')} unit (`{kind}`) in any of its "
+                f"{self.examples} examples: {counts['units']} units found, "
+                f"{counts['dropped_overflow']} over max_units={limit}, "
+                f"{counts['dropped_truncation']} cut off by truncation to "
+                f"sequence_length={self.sequence_length}, "
+                f"{counts['dropped_empty']} covering no token. The MTA "
+                f"terms on `{kind}` would silently be 0. Check the span "
+                "preprocessing (the spans must cover tokens inside the "
+                "window: spans, chunker, sequence_length, max_*_units), or "
+                "set `mta_weight=0` (KD only), or `units='word'` / "
+                "`units='phrase'` to align on the other unit kind only."
+            )
 
     def dropped(self, kind):
         """Units of `kind` dropped by `max_units` and by truncation."""
