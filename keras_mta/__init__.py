@@ -1,12 +1,17 @@
 """keras-mta: Multi-Granular Trajectory Alignment distillation for Keras 3.
 
-The names below load on first use (`keras_mta.imports.lazy_exports`):
 `import keras_mta`, the model, the layers and the losses need keras,
-keras-hub and one backend only; the input pipelines (`preprocessing`,
+keras-hub and one backend only. The other names load on first use
+(`keras_mta.imports.lazy_exports`): the input pipelines (`preprocessing`,
 `data`) import TensorFlow, tensorflow-text and spaCy when they are used.
 """
 
-from keras_mta.imports import lazy_exports
+# The model side (keras and keras-hub only) comes with the package, so that
+# its serializable classes are registered for `keras.saving` and keras-hub's
+# `from_preset` (DistillationModel, the alignment losses, the divergences,
+# the tokenizer of presets converted from GGUF); the rest loads on first use.
+from keras_mta import models as models
+from keras_mta.imports import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0.dev0"
 
@@ -20,6 +25,7 @@ _EXPORTS = {
     "models": "keras_mta.models",
     "preprocessing": "keras_mta.preprocessing",
     "recipe": "keras_mta.recipe",
+    "teacher_cache": "keras_mta.teacher_cache",
     # Models.
     "AlignmentPlan": "keras_mta.models.alignment_plan",
     "CachedTeacher": "keras_mta.models.cached_teacher",
@@ -45,4 +51,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -61,6 +61,13 @@ import keras_hub
 import numpy as np
 
 import keras_mta
+
+# `import keras_mta` registers the model side's serializable classes
+# (saved DistillationModels, presets converted from GGUF).
+for name in ("DistillationModel", "TrajectoryAlignmentLoss", "ForwardKL"):
+    assert keras.saving.get_registered_object(f"keras_mta>{name}"), name
+assert keras.saving.get_registered_object("keras_mta>GGUFLlama3Tokenizer")
+
 from keras_mta import AlignmentPlan
 from keras_mta import CachedTeacher
 from keras_mta import DistillationModel

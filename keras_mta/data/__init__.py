@@ -4,7 +4,7 @@ Names load on first use; `train_sentencepiece_tokenizer` imports
 TensorFlow when it is called.
 """
 
-from keras_mta.imports import lazy_exports
+from keras_mta.imports import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     "SCHEMAS": "keras_mta.data.loaders",
@@ -19,4 +19,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -5,7 +5,7 @@
 alias of it for compatibility. Names load on first use.
 """
 
-from keras_mta.imports import lazy_exports
+from keras_mta.imports import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     "AlignmentLoss": "keras_mta.layers.alignment_loss",
@@ -18,4 +18,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

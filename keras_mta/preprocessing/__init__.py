@@ -6,7 +6,7 @@ tensorflow-text, `PhraseChunker` imports spaCy, when used; each says what
 to install when it is missing (see `keras_mta.imports`).
 """
 
-from keras_mta.imports import lazy_exports
+from keras_mta.imports import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     "SpanCache": "keras_mta.preprocessing.cache",
@@ -30,4 +30,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)
