@@ -1,24 +1,56 @@
-"""keras-mta: Multi-Granular Trajectory Alignment distillation for Keras 3."""
+"""keras-mta: Multi-Granular Trajectory Alignment distillation for Keras 3.
 
-from keras_mta import data
-from keras_mta import evaluation
-from keras_mta import layers
-from keras_mta import losses
-from keras_mta import models
-from keras_mta import preprocessing
-from keras_mta.layers import SpanMasker
-from keras_mta.models import AlignmentPlan
-from keras_mta.models import CachedTeacher
-from keras_mta.models import DistillationModel
-from keras_mta.preprocessing import DistillationPreprocessor
-from keras_mta.preprocessing import PhraseChunker
-from keras_mta.preprocessing import PreprocessingStatistics
-from keras_mta.preprocessing import SpanCache
-from keras_mta.preprocessing import SpanStatistics
-from keras_mta.preprocessing import build_span_cache
-from keras_mta.recipe import Recipe
-from keras_mta.recipe import load_recipe
-from keras_mta.teacher_cache import TeacherCache
-from keras_mta.teacher_cache import build_teacher_cache
+`import keras_mta`, the model, the layers and the losses need keras,
+keras-hub and one backend only. The other names load on first use
+(`keras_mta.imports.lazy_exports`): the input pipelines (`preprocessing`,
+`data`) import TensorFlow, tensorflow-text and spaCy when they are used.
+"""
+
+# The model side (keras and keras-hub only) comes with the package, so that
+# its serializable classes are registered for `keras.saving` and keras-hub's
+# `from_preset` (DistillationModel, the alignment losses, the divergences,
+# the tokenizer of presets converted from GGUF) and the cached teacher
+# source; the rest loads on first use.
+from keras_mta import models as models
+from keras_mta import teacher_cache as teacher_cache
+from keras_mta.imports import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0.dev0"
+
+_EXPORTS = {
+    # Subpackages.
+    "analysis": "keras_mta.analysis",
+    "data": "keras_mta.data",
+    "evaluation": "keras_mta.evaluation",
+    "layers": "keras_mta.layers",
+    "losses": "keras_mta.losses",
+    "models": "keras_mta.models",
+    "preprocessing": "keras_mta.preprocessing",
+    "recipe": "keras_mta.recipe",
+    "teacher_cache": "keras_mta.teacher_cache",
+    # Models.
+    "AlignmentPlan": "keras_mta.models.alignment_plan",
+    "CachedTeacher": "keras_mta.teacher_cache.cached_teacher",
+    "DistillationModel": "keras_mta.models.distillation_model",
+    # Preprocessing.
+    "DistillationPreprocessor": (
+        "keras_mta.preprocessing.distillation_preprocessor"
+    ),
+    "PhraseChunker": "keras_mta.preprocessing.chunking",
+    "PreprocessingStatistics": (
+        "keras_mta.preprocessing.preprocessing_statistics"
+    ),
+    "SpanCache": "keras_mta.preprocessing.cache",
+    "SpanMasker": "keras_mta.preprocessing.span_masker",
+    "SpanStatistics": "keras_mta.preprocessing.statistics",
+    "build_span_cache": "keras_mta.preprocessing.cache",
+    # Teacher cache.
+    "TeacherCache": "keras_mta.teacher_cache.store",
+    "build_teacher_cache": "keras_mta.teacher_cache.builder",
+    # Recipes.
+    "Recipe": "keras_mta.recipe",
+    "load_recipe": "keras_mta.recipe",
+}
+
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -5,7 +5,8 @@ import os
 import sys
 
 import keras_hub
-import tensorflow as tf
+
+from keras_mta.imports import import_optional
 
 
 def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
@@ -27,6 +28,7 @@ def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
     Returns:
         A `keras_hub.models.LlamaTokenizer`.
     """
+    tf = import_optional("tensorflow", "train_sentencepiece_tokenizer")
     texts = [t for t in texts if t and t.strip()]
     if not texts:
         raise ValueError("Cannot train a tokenizer on no text.")

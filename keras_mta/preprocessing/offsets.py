@@ -31,14 +31,20 @@ import re
 import weakref
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_text as tf_text
 from keras_hub.src.tokenizers import byte_pair_tokenizer as bpe_lib
 from keras_hub.src.tokenizers import word_piece_tokenizer as wp_lib
 from keras_hub.tokenizers import BytePairTokenizer
 from keras_hub.tokenizers import SentencePieceTokenizer
 from keras_hub.tokenizers import WordPieceTokenizer
-from tensorflow_text.python.ops.regex_split_ops import gen_regex_split_ops
+
+from keras_mta.imports import import_optional
+
+tf = import_optional("tensorflow", "keras_mta.preprocessing")
+tf_text = import_optional("tensorflow_text", "keras_mta.preprocessing")
+gen_regex_split_ops = import_optional(
+    "tensorflow_text.python.ops.regex_split_ops",
+    "keras_mta.preprocessing",
+).gen_regex_split_ops
 
 NO_OFFSET = -1
 _BIG = np.iinfo(np.int64).max

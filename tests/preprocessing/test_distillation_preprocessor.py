@@ -14,9 +14,9 @@ from keras_mta.preprocessing import DistillationPreprocessor
 from keras_mta.preprocessing import PreprocessingStatistics
 from keras_mta.preprocessing import TruncationWarning
 from keras_mta.preprocessing import tokenize_with_offsets
-from tests.layers.test_span_masker import reference
 from tests.preprocessing import offline_tokenizers as ot
 from tests.preprocessing.test_offsets import token_text
+from tests.preprocessing.test_span_masker import reference
 
 PROMPT = (
     "Below is an instruction that describes a task. Write a response that "

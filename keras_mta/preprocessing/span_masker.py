@@ -1,19 +1,15 @@
+"""`SpanMasker`: character spans to the token-range units of MTA."""
+
 import keras
 import numpy as np
-import tensorflow as tf
 from keras_hub.src.layers.preprocessing.preprocessing_layer import (
     PreprocessingLayer,
 )
 from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs
 
-COUNT_KEYS = (
-    "units",
-    "kept",
-    "dropped_overflow",
-    "dropped_truncation",
-    "dropped_empty",
-    "clipped",
-)
+from keras_mta.imports import import_optional
+
+tf = import_optional("tensorflow", "keras_mta.preprocessing")
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from keras_mta.layers import SpanMasker
-from keras_mta.layers.span_masker import ragged_pairs
-from keras_mta.layers.span_masker import spans_to_units
+from keras_mta.preprocessing import SpanMasker
+from keras_mta.preprocessing.span_masker import ragged_pairs
+from keras_mta.preprocessing.span_masker import spans_to_units
 
 
 def to_numpy(x):
