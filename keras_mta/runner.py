@@ -47,6 +47,8 @@ from keras_mta.models.loading import backbone_class
 from keras_mta.models.loading import build_causal_lm
 from keras_mta.models.loading import causal_lm_class
 from keras_mta.models.loading import load_causal_lm
+from keras_mta.models.variants import VARIANTS
+from keras_mta.models.variants import variant_name
 from keras_mta.preprocessing import DistillationPreprocessor
 from keras_mta.preprocessing import PhraseChunker
 from keras_mta.preprocessing import SpanCache
@@ -55,17 +57,6 @@ from keras_mta.preprocessing.distillation_preprocessor import same_tokenization
 from keras_mta.teacher_cache import build_teacher_cache
 
 TOY_WORLD = "builtin:toy-world"
-
-# Variant name -> DistillationModel keyword arguments.
-VARIANTS = {
-    "sft": {"ablation": "sft_only"},
-    "kd": {"ablation": "kd_only"},
-    "mta": {},
-    "dsa_only": {"ablation": "dsa_only"},
-    "hra_only": {"ablation": "hra_only"},
-    "word_units_only": {"ablation": "word_units_only"},
-    "phrase_units_only": {"ablation": "phrase_units_only"},
-}
 
 
 def _say(message):
@@ -472,9 +463,10 @@ def _divergence(recipe):
 def distill_variant(recipe, variant, teacher, student, plan, datasets):
     """Train one student variant; returns `(model, history, seconds)`."""
     dist = recipe.distillation
-    kwargs = dict(VARIANTS[variant])
+    variant = variant_name(variant)
+    ablation = VARIANTS[variant].ablation
     if variant == "mta" and dist.ablation:
-        kwargs["ablation"] = dist.ablation
+        ablation = dist.ablation
     from_cache = variant != "sft" and getattr(datasets, "caches", None)
     if from_cache:
         teacher = CachedTeacher.from_cache(datasets.caches["train"])
@@ -486,7 +478,7 @@ def distill_variant(recipe, variant, teacher, student, plan, datasets):
         divergence=_divergence(recipe),
         kd_ratio=dist.kd_ratio,
         mta_weight=dist.mta_weight,
-        **kwargs,
+        ablation=ablation,
     )
     model.compile(
         optimizer=make_optimizer(
