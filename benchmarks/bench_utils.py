@@ -29,6 +29,7 @@ from pathlib import Path
 
 from keras_mta.models.variants import VARIANTS as MODEL_VARIANTS
 from keras_mta.models.variants import variant_name as model_variant_name
+from keras_mta.utils import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT_DIR = REPO / "runs" / "benchmarks"
@@ -130,11 +131,7 @@ def current_rss_mb():
 
 
 def write_json(path, payload):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 # === Data ===

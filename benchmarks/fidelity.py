@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import gc
 import json
-import os
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import variant_name
+from keras_mta.utils import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -267,24 +267,20 @@ def run_one(args, variant, seed, cache, student, initial, plan, datasets, sets):
     """Train and score one (variant, seed); returns the run's dict."""
 
     from keras_mta import CachedTeacher
-    from keras_mta import DistillationModel
     from keras_mta import runner
 
     recipe = args.recipe_obj
-    label, ablation = VARIANTS[variant_name(variant)]
+    label = VARIANTS[variant_name(variant)].label
     student.set_weights(initial)
     _seed(seed)
-    dist = recipe.distillation
-    model = DistillationModel(
+    model = runner.build_variant_model(
+        recipe,
+        variant,
         None if variant == "sft" else CachedTeacher.from_cache(cache),
         student,
-        plan=None if variant == "sft" else plan,
-        divergence=runner._divergence(recipe),
-        kd_ratio=dist.kd_ratio,
-        mta_weight=dist.mta_weight,
-        ablation=ablation,
+        plan,
+        args.steps,
     )
-    model.compile(optimizer=runner.make_optimizer(recipe.training, args.steps))
     x, y, sample_weight = datasets.train_arrays
     train = cache.dataset(
         (x, y, sample_weight),
@@ -534,9 +530,7 @@ def main(argv=None):
                 datasets,
                 sets,
             )
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(run, indent=1))
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(run, indent=1))
             runs.append(run)
 
     # The teacher's preset (e.g. gguf:smollm2-135m-instruct), or the recipe
