@@ -69,8 +69,6 @@ def plot_training_curves(histories, path, metrics=None, title=None, terms=None):
         `path`.
     """
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     if not histories:
         raise ValueError("plot_training_curves needs at least one history.")
     terms = terms or {}
@@ -120,7 +118,7 @@ def plot_training_curves(histories, path, metrics=None, title=None, terms=None):
                     label=f"{name} (valid)",
                 )
         ax.set_title(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _whole_epochs(ax, histories)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     for panel in range(len(metrics), rows * columns):
@@ -138,6 +136,17 @@ def plot_training_curves(histories, path, metrics=None, title=None, terms=None):
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(plt, fig, path)
+
+
+def _whole_epochs(ax, histories):
+    """Epoch ticks on whole numbers only (one per epoch for short runs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = max(len(v) for h in histories.values() for v in h.values())
+    if epochs <= 12:
+        ax.set_xticks(range(1, epochs + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_results_table(rows, columns, path, title=None):

@@ -87,6 +87,8 @@ def test_training_curves_draw_only_the_terms_a_run_has(tmp_path, monkeypatch):
     assert lines["kd"] == ["student (MTA)"]
     assert lines["ce"] == ["teacher (SFT)"]
     assert len(lines["loss"]) == 3
+    for ax in axes:
+        assert [float(t) for t in ax.get_xticks()] == [1.0, 2.0]
 
 
 def test_results_chart_has_error_bars(tmp_path, monkeypatch):
