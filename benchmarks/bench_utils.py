@@ -27,27 +27,41 @@ import sys
 import time
 from pathlib import Path
 
+from keras_mta.models.variants import VARIANTS as MODEL_VARIANTS
+from keras_mta.models.variants import variant_name as model_variant_name
+from keras_mta.utils import atomic_write
+
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT_DIR = REPO / "runs" / "benchmarks"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "t0_mix" / "train.jsonl"
 
-VARIANTS = ("sft", "kd_only", "kd_hra", "kd_dsa", "full_mta", "keras_distiller")
+KERAS_DISTILLER = "keras_distiller"
+# Our variants (named and labelled in `keras_mta.models.variants`) and, for
+# comparison, Keras's own `keras.distillation.Distiller`.
+VARIANTS = ("sft", "kd", "kd_hra", "kd_dsa", "mta", KERAS_DISTILLER)
 VARIANT_LABELS = {
-    "sft": "SFT only (no teacher)",
-    "kd_only": "KD only",
-    "kd_hra": "KD + HRA",
-    "kd_dsa": "KD + DSA",
-    "full_mta": "full MTA (KD + DSA + HRA)",
-    "keras_distiller": "keras.distillation.Distiller (logits KL)",
+    **{name: MODEL_VARIANTS[name].label for name in VARIANTS[:-1]},
+    KERAS_DISTILLER: "keras.distillation.Distiller (logits KL)",
 }
 # `DistillationModel(ablation=...)` of each of our variants.
-ABLATION = {
-    "sft": "sft_only",
-    "kd_only": "kd_only",
-    "kd_hra": "hra_only",
-    "kd_dsa": "dsa_only",
-    "full_mta": None,
-}
+ABLATION = {name: MODEL_VARIANTS[name].ablation for name in VARIANTS[:-1]}
+
+
+def variant_name(name):
+    """The name in `VARIANTS` of `name` (older names such as `kd_only` and
+    `full_mta` are read as `kd` and `mta`)."""
+    return name if name == KERAS_DISTILLER else model_variant_name(name)
+
+
+def variant_names(text):
+    """The variant names of a comma-separated flag (older names accepted)."""
+    return [variant_name(name) for name in text.split(",") if name]
+
+
+def by_variant_name(results):
+    """A dict keyed by variant, with the keys of older result files
+    (`kd_only`, `full_mta`) read as today's names."""
+    return {variant_name(key): value for key, value in results.items()}
 
 
 # === Environment ===
@@ -117,11 +131,7 @@ def current_rss_mb():
 
 
 def write_json(path, payload):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 # === Data ===

@@ -30,24 +30,22 @@ import argparse
 import dataclasses
 import gc
 import json
-import os
 import statistics
 import sys
 import time
 import types
 from pathlib import Path
 
+from keras_mta.models.variants import VARIANTS
+from keras_mta.models.variants import variant_name
+from keras_mta.utils import atomic_write
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 DEFAULT_RECIPE = REPO / "recipes" / "smollm2-135m-instruct-to-llama-small.toml"
-VARIANTS = {
-    # name: (label, DistillationModel ablation; None = full MTA)
-    "sft": ("SFT only", "sft_only"),
-    "kd": ("KD only", "kd_only"),
-    "kd_hra": ("KD + HRA", "hra_only"),
-    "kd_dsa": ("KD + DSA", "dsa_only"),
-    "mta": ("MTA (KD + DSA + HRA)", "full"),
-}
+# The variants the experiment compares by default (names, labels and
+# ablations: `keras_mta.models.variants.VARIANTS`).
+COMPARED = ("sft", "kd", "kd_hra", "kd_dsa", "mta")
 
 
 def parse_args(argv=None):
@@ -57,7 +55,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--recipe", default=str(DEFAULT_RECIPE))
     parser.add_argument("--output", default=str(REPO / "runs" / "fidelity"))
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(COMPARED))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--log-every", type=int, default=10)
@@ -127,12 +125,10 @@ def parse_args(argv=None):
         "seconds (with the small models of recipes/tiny-cpu.toml).",
     )
     args = parser.parse_args(argv)
-    args.variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in args.variants if v not in VARIANTS]
-    if unknown:
-        parser.error(
-            f"unknown variants {unknown}; choose from {list(VARIANTS)}"
-        )
+    try:
+        args.variants = [variant_name(v) for v in args.variants.split(",") if v]
+    except ValueError as e:
+        parser.error(str(e))
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     if args.pairs is not None:
         try:
@@ -271,24 +267,20 @@ def run_one(args, variant, seed, cache, student, initial, plan, datasets, sets):
     """Train and score one (variant, seed); returns the run's dict."""
 
     from keras_mta import CachedTeacher
-    from keras_mta import DistillationModel
     from keras_mta import runner
 
     recipe = args.recipe_obj
-    label, ablation = VARIANTS[variant]
+    label = VARIANTS[variant_name(variant)].label
     student.set_weights(initial)
     _seed(seed)
-    dist = recipe.distillation
-    model = DistillationModel(
+    model = runner.build_variant_model(
+        recipe,
+        variant,
         None if variant == "sft" else CachedTeacher.from_cache(cache),
         student,
-        plan=None if variant == "sft" else plan,
-        divergence=runner._divergence(recipe),
-        kd_ratio=dist.kd_ratio,
-        mta_weight=dist.mta_weight,
-        ablation=ablation,
+        plan,
+        args.steps,
     )
-    model.compile(optimizer=runner.make_optimizer(recipe.training, args.steps))
     x, y, sample_weight = datasets.train_arrays
     train = cache.dataset(
         (x, y, sample_weight),
@@ -538,9 +530,7 @@ def main(argv=None):
                 datasets,
                 sets,
             )
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(run, indent=1))
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(run, indent=1))
             runs.append(run)
 
     # The teacher's preset (e.g. gguf:smollm2-135m-instruct), or the recipe

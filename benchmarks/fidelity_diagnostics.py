@@ -78,7 +78,7 @@ def main(argv=None):
         CachedTeacher.from_cache(cache),
         student,
         plan=plan,
-        divergence=runner._divergence(recipe),
+        divergence=runner.divergence_of(recipe),
         kd_ratio=dist.kd_ratio,
         mta_weight=dist.mta_weight,
     )

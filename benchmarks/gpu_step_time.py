@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+# bench_utils imports keras_mta (and so keras): choose the backend first.
+os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_utils  # noqa: E402
@@ -67,8 +69,8 @@ TINY = {
     "phrase_unit_length": 4,
 }
 GPU_VARIANTS = (
-    "kd_only",
-    "full_mta",
+    "kd",
+    "mta",
     "sft",
     "keras_distiller",
     "kd_dsa",
@@ -205,7 +207,7 @@ def worker(args):
     result["plan"] = plan.get_config()
     batch_list = [make_batch(config, seed) for seed in range(2)]
     slowest = 0.0
-    for variant in args.variants.split(","):
+    for variant in bench_utils.variant_names(args.variants):
         elapsed = time.perf_counter() - start
         if result["variants"] and elapsed + 1.2 * slowest > budget:
             result["skipped"].append(variant)
@@ -305,9 +307,10 @@ def table(results):
     rows = []
     for r in results:
         backend = r["backend"]
-        base = r["variants"].get("kd_only", {})
+        by_variant = bench_utils.by_variant_name(r["variants"])
+        base = by_variant.get("kd", {})
         for variant in GPU_VARIANTS:
-            v = r["variants"].get(variant)
+            v = by_variant.get(variant)
             if v is None:
                 state = "skipped" if variant in r.get("skipped", []) else "-"
                 if variant in r.get("skipped", []) or "error" in r:
@@ -371,9 +374,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
-    unknown = set(args.variants.split(",")) - set(GPU_VARIANTS)
+    try:
+        variants = bench_utils.variant_names(args.variants)
+    except ValueError as e:
+        parser.error(str(e))
+    unknown = set(variants) - set(GPU_VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}")
+    args.variants = ",".join(variants)
     if args.output is None:
         name = "gpu_step_time_tiny.json" if args.tiny else "gpu_step_time.json"
         args.output = str(bench_utils.OUTPUT_DIR / name)

@@ -296,7 +296,7 @@ def main(argv=None):
             )
             steps[seq_len] = run_suite(
                 ns,
-                ["kd_only", "full_mta"],
+                ["kd", "mta"],
                 Path(__file__).resolve().parent / "step_time.py",
             )["jax"]
         out["train_steps"] = steps
@@ -371,7 +371,8 @@ def main(argv=None):
     if args.train_steps:
         rows = []
         for seq_len, res in out["train_steps"].items():
-            kd, full = res.get("kd_only", {}), res.get("full_mta", {})
+            res = bench_utils.by_variant_name(res)
+            kd, full = res.get("kd", {}), res.get("mta", {})
             if "median_s" in kd and "median_s" in full:
                 rows.append(
                     [

@@ -154,7 +154,8 @@ def main(argv=None):
         with open(path) as f:
             report = json.load(f)
         for backend, by_variant in report.get("results", {}).items():
-            for variant in ("kd_only", "full_mta"):
+            by_variant = bench_utils.by_variant_name(by_variant)
+            for variant in ("kd", "mta"):
                 r = by_variant.get(variant, {})
                 if "median_s" not in r:
                     continue

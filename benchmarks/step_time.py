@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+# bench_utils imports keras_mta (and so keras): choose the backend first.
+os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_utils  # noqa: E402
@@ -139,7 +141,7 @@ def interleaved(args, variants):
             "times_s": times[v],
             "cpu_times_s": cpu[v],
         }
-    base = out.get("kd_only")
+    base = out.get("kd")
     rows = []
     for v in variants:
         r = out[v]
@@ -221,7 +223,7 @@ def run_suite(args, variants, script, extra=()):
 def table(results, variants):
     rows = []
     for backend, by_variant in results.items():
-        base = by_variant.get("kd_only", {})
+        base = by_variant.get("kd", {})
         for variant in variants:
             r = by_variant.get(variant, {})
             if "median_s" not in r:
@@ -314,7 +316,9 @@ def main(argv=None):
         return worker(args)
     if args.interleave:
         machine = bench_utils.machine_info()
-        results, text = interleaved(args, args.variants.split(","))
+        results, text = interleaved(
+            args, bench_utils.variant_names(args.variants)
+        )
         bench_utils.write_json(
             args.output,
             {
@@ -331,13 +335,12 @@ def main(argv=None):
         return
 
     # Prepare (and cache) the real-unit batches once, outside the timing.
-    os.environ.setdefault("KERAS_BACKEND", "jax")
     data = bench_utils.real_unit_batches(
         args.seq_len, num_examples=args.num_examples
     )
     units = bench_utils.unit_summary(data)
     machine = bench_utils.machine_info()
-    variants = args.variants.split(",")
+    variants = bench_utils.variant_names(args.variants)
     print(f"units per example: {units}", flush=True)
     results = run_suite(args, variants, Path(__file__).resolve())
     text = table(results, variants)

@@ -21,6 +21,12 @@ import tomllib
 import typing
 from pathlib import Path
 
+from keras_mta.models.variants import ABLATIONS
+from keras_mta.models.variants import DIVERGENCES
+from keras_mta.models.variants import VARIANT_ALIASES
+from keras_mta.models.variants import VARIANTS
+from keras_mta.models.variants import variant_names
+
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
@@ -162,13 +168,16 @@ class DistillationSpec:
     mta_weight: float = _field(2.0, "weight of L_MTA; 0 is plain KD.")
     ablation: str = _field(
         "",
-        "empty, kd_only, sft_only, dsa_only, hra_only, word_units_only "
-        "or phrase_units_only.",
+        "empty (full MTA), kd_only, sft_only, dsa_only, hra_only, "
+        "word_units_only or phrase_units_only: the loss terms of the `mta` "
+        "variant.",
     )
     compare: list = _field(
         ["mta"],
         "variants trained from the same student start and compared: sft, "
-        "kd, mta, dsa_only, hra_only, word_units_only, phrase_units_only.",
+        "kd, kd_dsa, kd_hra, mta, mta_word_units, mta_phrase_units (older "
+        "names dsa_only, hra_only, word_units_only, phrase_units_only, "
+        "kd_only, full_mta are read as these).",
     )
     teacher_cache: str = _field(
         "",
@@ -380,26 +389,11 @@ def _validate(recipe):
         ),
         "distillation.divergence": (
             recipe.distillation.divergence,
-            (
-                "forward_kl",
-                "reverse_kl",
-                "jensen_shannon",
-                "total_variation",
-                "skew_forward_kl",
-                "skew_reverse_kl",
-            ),
+            DIVERGENCES,
         ),
         "distillation.ablation": (
             recipe.distillation.ablation,
-            (
-                "",
-                "kd_only",
-                "sft_only",
-                "dsa_only",
-                "hra_only",
-                "word_units_only",
-                "phrase_units_only",
-            ),
+            ("",) + ABLATIONS,
         ),
     }
     for path, (value, allowed) in choices.items():
@@ -420,19 +414,15 @@ def _validate(recipe):
     for path, value in positive.items():
         if not value > 0:
             raise RecipeError(f"{path} must be > 0, got {value!r}.")
-    variants = (
-        "sft",
-        "kd",
-        "mta",
-        "dsa_only",
-        "hra_only",
-        "word_units_only",
-        "phrase_units_only",
-    )
-    unknown = [v for v in recipe.distillation.compare if v not in variants]
-    if unknown or not recipe.distillation.compare:
+    compare = recipe.distillation.compare
+    try:
+        recipe.distillation.compare = variant_names(compare)
+    except ValueError:
+        compare = None
+    if not compare:
         raise RecipeError(
-            f"distillation.compare must list variants from {variants}, got "
+            f"distillation.compare must list variants from {list(VARIANTS)} "
+            f"(older names {sorted(VARIANT_ALIASES)} are accepted too), got "
             f"{recipe.distillation.compare!r}."
         )
     tokenizer = recipe.data.tokenizer

@@ -67,11 +67,33 @@ def test_overrides_reach_the_recipe():
         ("plan.teacher_layers=[24, 36, 49]", "do not fit the teacher's 48"),
         ("data.max_prompt_length=300", "max_prompt_length must be smaller"),
         ("training.epochs", "must look like key=value"),
+        ("distillation.compare=['kd', 'mtaa']", "distillation.compare must"),
+        ("distillation.compare=[]", "distillation.compare must"),
+        ("distillation.ablation=dsa", "distillation.ablation must be one"),
     ],
 )
 def test_bad_recipes_name_the_problem(override, message):
     with pytest.raises(RecipeError, match=message):
         load_recipe("gpt2-1.5b-to-gpt2-120m", overrides=[override])
+
+
+def test_compare_reads_older_variant_names_as_todays():
+    r = load_recipe(
+        "gpt2-1.5b-to-gpt2-120m",
+        overrides=[
+            "distillation.compare=['sft', 'kd_only', 'dsa_only', 'hra_only',"
+            " 'word_units_only', 'phrase_units_only', 'full_mta']"
+        ],
+    )
+    assert r.distillation.compare == [
+        "sft",
+        "kd",
+        "kd_dsa",
+        "kd_hra",
+        "mta_word_units",
+        "mta_phrase_units",
+        "mta",
+    ]
 
 
 def test_unknown_recipe_lists_the_shipped_ones(tmp_path):

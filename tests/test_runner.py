@@ -101,3 +101,47 @@ def test_results_table_and_files(tmp_path):
     json_path, md_path = write_results(results, str(tmp_path))
     assert json.loads(open(json_path).read())["models"][1]["parameters"] == 99
     assert "| student (MTA) | - |" in open(md_path).read()
+
+
+def test_fit_and_generation_print_no_warning_a_user_cannot_act_on(caplog):
+    import logging
+    import warnings
+
+    import tensorflow as tf
+
+    from keras_mta.evaluation import generate_responses
+    from keras_mta.runner import fit
+    from tests.tiny_models import tiny_gpt2_causal_lm
+
+    causal_lm = tiny_gpt2_causal_lm(sequence_length=32)
+    causal_lm.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    # Raw text: the CausalLM's preprocessor tokenizes it inside `fit`.
+    data = tf.data.Dataset.from_tensor_slices(["a tree", "the sea"] * 2)
+    data = data.batch(2)
+    noise = ("shuffle=True", "retracing")
+    # TensorFlow's own logger does not always propagate to the root logger.
+    tf_records = []
+    handler = logging.Handler()
+    handler.emit = tf_records.append
+    logging.getLogger("tensorflow").addHandler(handler)
+    with caplog.at_level(logging.WARNING):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(causal_lm, data, data, epochs=1, steps_per_epoch=2)
+            for seed in (1, 2, 3, 4, 5, 6):
+                generate_responses(
+                    causal_lm,
+                    ["a", "a tree", "the sea is", "b"],
+                    seed=seed,
+                    max_new_tokens=3,
+                    batch_size=3,
+                    progress=False,
+                )
+    logging.getLogger("tensorflow").removeHandler(handler)
+    records = list(caplog.records) + tf_records
+    messages = [str(w.message) for w in caught]
+    messages += [r.getMessage() for r in records]
+    assert not [m for m in messages if any(n in m for n in noise)], messages

@@ -5,7 +5,13 @@ imported when a plot is drawn, with the Agg backend (no display needed).
 """
 
 import math
-import os
+import re
+
+from keras_mta.utils import atomic_write
+
+# Loss terms of `DistillationModel` (and their per-pair metrics `dsa_0`,
+# `hra_1`, ...): drawn for a run only when it trained with them.
+_TERMS = ("ce", "kd", "dsa", "hra")
 
 
 def _pyplot():
@@ -22,15 +28,26 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+def _save(plt, fig, path):
+    """Write `fig` to `path` atomically, then close it; returns `path`."""
+    try:
+        return atomic_write(
+            path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        )
+    finally:
+        plt.close(fig)
 
 
-def plot_training_curves(histories, path, metrics=None, title=None):
+def _has_term(metric, terms):
+    """Whether a run that trained with `terms` has the curve `metric`
+    (`None`: every curve)."""
+    if terms is None:
+        return True
+    base = re.sub(r"_\d+$", "", metric)
+    return base not in _TERMS or base in terms
+
+
+def plot_training_curves(histories, path, metrics=None, title=None, terms=None):
     """Draw training (and validation) curves of several runs, one panel per
     metric.
 
@@ -42,6 +59,11 @@ def plot_training_curves(histories, path, metrics=None, title=None):
         metrics: optional list of metric names to draw (default: every
             non-`val_` metric found, in order of first appearance).
         title: optional figure title.
+        terms: optional dict run name -> the loss terms it trained with
+            (`ce`, `kd`, `dsa`, `hra`, e.g. from
+            `keras_mta.models.variants.ABLATION_TERMS`); a run's curves of
+            other terms (zeros it logged but never trained with) are not
+            drawn. Runs missing from `terms` show every curve.
 
     Returns:
         `path`.
@@ -49,11 +71,20 @@ def plot_training_curves(histories, path, metrics=None, title=None):
     plt = _pyplot()
     if not histories:
         raise ValueError("plot_training_curves needs at least one history.")
+    terms = terms or {}
+
+    def drawn(name, metric):
+        return metric in histories[name] and _has_term(metric, terms.get(name))
+
     if metrics is None:
         metrics = []
-        for history in histories.values():
+        for name, history in histories.items():
             for key in history:
-                if not key.startswith("val_") and key not in metrics:
+                if (
+                    not key.startswith("val_")
+                    and key not in metrics
+                    and drawn(name, key)
+                ):
                     metrics.append(key)
     columns = min(3, len(metrics))
     rows = math.ceil(len(metrics) / columns)
@@ -65,6 +96,8 @@ def plot_training_curves(histories, path, metrics=None, title=None):
         ax = axes[panel // columns][panel % columns]
         for k, (name, history) in enumerate(histories.items()):
             color = colors[k % len(colors)]
+            if not _has_term(metric, terms.get(name)):
+                continue
             if metric in history:
                 values = history[metric]
                 ax.plot(
@@ -85,6 +118,7 @@ def plot_training_curves(histories, path, metrics=None, title=None):
                     label=f"{name} (valid)",
                 )
         ax.set_title(metric)
+        _whole_epochs(ax, histories)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     for panel in range(len(metrics), rows * columns):
@@ -101,10 +135,18 @@ def plot_training_curves(histories, path, metrics=None, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
+
+
+def _whole_epochs(ax, histories):
+    """Epoch ticks on whole numbers only (one per epoch for short runs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = max(len(v) for h in histories.values() for v in h.values())
+    if epochs <= 12:
+        ax.set_xticks(range(1, epochs + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_results_table(rows, columns, path, title=None):
@@ -133,10 +175,52 @@ def plot_results_table(rows, columns, path, title=None):
     table.scale(1.0, 1.3)
     if title:
         ax.set_title(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
+
+
+def plot_results_chart(results, path, title=None):
+    """Draw ROUGE-L per model and evaluation set as bars with error bars
+    (mean +- standard deviation over the sampling seeds).
+
+    Args:
+        results: a run's results dict (`models`, each with `model` and
+            `rouge_l` `{set: {"mean", "std"}}`, and `evaluation_datasets`).
+        path: PNG file to write.
+        title: optional figure title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    sets = list(results.get("evaluation_datasets", []))
+    models = results["models"]
+    if not sets or not models:
+        raise ValueError(
+            "plot_results_chart needs evaluation datasets and models in "
+            "the results (evaluation.datasets was empty)."
+        )
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 1.2 * len(sets) * len(models) + 1.5), 3.6)
+    )
+    for k, entry in enumerate(models):
+        scores = [entry["rouge_l"].get(name) or {} for name in sets]
+        ax.bar(
+            [i + (k - (len(models) - 1) / 2) * width for i in range(len(sets))],
+            [s.get("mean", 0.0) for s in scores],
+            width,
+            yerr=[s.get("std", 0.0) for s in scores],
+            capsize=3,
+            label=entry["model"],
+        )
+    ax.set_xticks(range(len(sets)))
+    ax.set_xticklabels(sets)
+    ax.set_ylabel("ROUGE-L (mean +- std over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if title:
+        ax.set_title(title)
+    return _save(plt, fig, path)
 
 
 def _format(value):
@@ -160,6 +244,8 @@ def plot_trajectory_heatmaps(table, path, title=None):
         `path`.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     panels = [(f"{g} units: 1 - DSA", m) for g, m in table.agreement.items()]
     panels.append(("token states: linear CKA", table.cka))
     fig, axes = plt.subplots(
@@ -185,15 +271,15 @@ def plot_trajectory_heatmaps(table, path, title=None):
                 linewidths=1.5,
             )
         ax.set_title(name)
+        # Whole-number ticks: a tick per layer index, none between them.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("teacher layer")
         ax.set_ylabel("student layer")
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(title if title is not None else table.label)
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
 
 
 def plot_trajectory_lines(tables, path, pairs=None, title=None):
@@ -248,7 +334,4 @@ def plot_trajectory_lines(tables, path, pairs=None, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)

@@ -25,7 +25,6 @@ checks it). Batches are averaged weighted by their unit-pair weight.
 
 import dataclasses
 import json
-import os
 
 import keras
 import numpy as np
@@ -41,6 +40,7 @@ from keras_mta.losses.units import unit_membership
 from keras_mta.losses.units import unit_weights
 from keras_mta.models.hidden_states import hidden_states_model
 from keras_mta.models.hidden_states import num_hidden_layers
+from keras_mta.utils import atomic_write
 
 GRANULARITIES = ("word", "phrase")
 
@@ -109,12 +109,7 @@ class TrajectoryTable:
 
     def save(self, path):
         """Write the table as JSON (atomically)."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path):

@@ -1,8 +1,5 @@
 """`keras-mta evaluate PRESET`: the ROUGE-L protocol on a saved model."""
 
-import json
-import os
-
 DEFAULT_SEEDS = (10, 20, 30, 40, 50)
 
 HELP = "score a saved student or teacher preset with the ROUGE-L protocol"
@@ -15,7 +12,9 @@ seeds 10, 20, 30, 40, 50 and report the mean and standard deviation per
 dataset.
 
 PRESET is a keras-hub preset directory (e.g. runs/tiny-cpu/mta_student),
-a keras-hub preset name or an hf:// handle. Each DATA is a JSONL path in
+a keras-hub preset name, an hf:// handle or a GGUF file (gguf:NAME such
+as gguf:smollm2-135m-instruct, gguf:PATH, or a path ending in .gguf),
+loaded as recipes load their models. Each DATA is a JSONL path in
 the Dolly, prompt/completion or self-instruct schema, or one of the names
 dolly, selfinst, vicuna, sinst, uinst, looked up under
 $KERAS_MTA_DATA_DIR (default data/).
@@ -75,19 +74,9 @@ def add_parser(subparsers):
 
 def evaluate_command(args):
     """Run `keras-mta evaluate`; returns `{dataset: result dict}`."""
-    import keras_hub
-
     from keras_mta.recipe import EvaluationSpec
-    from keras_mta.runner import evaluation_sets
-    from keras_mta.runner import rouge_scores
+    from keras_mta.runner import run_evaluate
 
-    if os.path.sep in args.preset and not os.path.isdir(args.preset):
-        raise FileNotFoundError(
-            f"No preset directory at {args.preset!r}: give a directory "
-            "written by `save_to_preset` (e.g. runs/tiny-cpu/mta_student) "
-            "or a keras-hub preset name."
-        )
-    model = keras_hub.models.CausalLM.from_preset(args.preset)
     protocol = EvaluationSpec(
         seeds=list(args.seeds),
         max_new_tokens=args.max_new_tokens,
@@ -96,10 +85,4 @@ def evaluate_command(args):
         temperature=args.temperature,
         top_p=args.top_p,
     )
-    sets = evaluation_sets(args.data, limit=args.max_examples)
-    results = rouge_scores(protocol, model, sets, args.preset)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump({"preset": args.preset, "results": results}, f, indent=1)
-        print(f"results: {args.output}")
-    return results
+    return run_evaluate(args.preset, args.data, protocol, output=args.output)

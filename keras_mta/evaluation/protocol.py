@@ -8,6 +8,7 @@ standard deviation over seeds.
 """
 
 import dataclasses
+import logging
 import math
 
 import keras_hub
@@ -15,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from keras_mta.evaluation.rouge import rouge_l
+from keras_mta.utils import is_quiet
 
 DEFAULT_SEEDS = (10, 20, 30, 40, 50)
 
@@ -81,6 +83,28 @@ def _max_sequence_length(causal_lm):
     return None
 
 
+class _GenerateRetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about
+    `generate_step`, and nothing else.
+
+    Under the TensorFlow backend the protocol retraces `generate_step` by
+    design: every seed needs a fresh sampler (keras-hub bakes the sampler
+    into the traced function, so `generate_function` is rebuilt per seed),
+    and prompts are batched by length, so each batch has its own
+    `max_length` (the shortest generation that fits; traced once per
+    length, as JAX compiles once per shape). Padding every batch to one
+    length would change the sampled responses and the scores; the warning
+    asks the user for nothing they can change.
+    """
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not (
+            "triggered tf.function retracing" in message
+            and "generate_step" in message
+        )
+
+
 def generate_responses(
     causal_lm,
     prompts,
@@ -107,7 +131,8 @@ def generate_responses(
         batch_size: int, prompts per `generate` call.
         temperature: float, the sampling temperature.
         top_p: float in (0, 1], nucleus sampling mass (1.0: plain sampling).
-        progress: bool, show a progress bar of prompts done.
+        progress: bool, show a progress bar of prompts done (never
+            with `KERAS_MTA_QUIET=1`).
 
     Returns:
         List of response strings, in the order of `prompts`.
@@ -132,11 +157,14 @@ def generate_responses(
         p=top_p, temperature=temperature, seed=seed
     )
     causal_lm.generate_function = None
+    retracing = _GenerateRetracingFilter()
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addFilter(retracing)
     bar = tqdm(
         total=len(prompts),
         desc=f"generate (seed {seed})",
         unit="prompt",
-        disable=not progress,
+        disable=not progress or is_quiet(),
     )
     try:
         for begin in range(0, len(order), batch_size):
@@ -157,6 +185,7 @@ def generate_responses(
             bar.update(len(batch))
     finally:
         bar.close()
+        tf_logger.removeFilter(retracing)
         causal_lm.sampler, causal_lm.generate_function = saved
     return responses
 

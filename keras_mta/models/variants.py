@@ -24,6 +24,18 @@ ABLATIONS = (
 # `DistillationModel(units=...)`: which unit kind each layer pair aligns.
 UNIT_MODES = ("mixed", "word", "phrase")
 
+# The loss terms (metric names of `DistillationModel`) each ablation trains
+# with, besides the total `loss`: plots draw only these for a run.
+ABLATION_TERMS = {
+    "full": ("ce", "kd", "dsa", "hra"),
+    "kd_only": ("ce", "kd"),
+    "sft_only": ("ce",),
+    "dsa_only": ("ce", "kd", "dsa"),
+    "hra_only": ("ce", "kd", "hra"),
+    "word_units_only": ("ce", "kd", "dsa", "hra"),
+    "phrase_units_only": ("ce", "kd", "dsa", "hra"),
+}
+
 # Divergence names accepted by `DistillationModel(divergence=...)` and
 # `distillation.divergence`.
 DIVERGENCES = tuple(_DIVERGENCE_CLASSES)
@@ -56,6 +68,12 @@ VARIANT_ALIASES = {
     "word_units_only": "mta_word_units",
     "phrase_units_only": "mta_phrase_units",
 }
+
+
+def variant_names(names):
+    """`[variant_name(n) for n in names]`, for lists typed by a user (a
+    comma-separated flag, a recipe's `distillation.compare`)."""
+    return [variant_name(name) for name in names]
 
 
 def variant_name(name):

@@ -34,7 +34,7 @@ def test_gpu_script_runs_tiny(tmp_path):
             "--backends",
             backend,
             "--variants",
-            "kd_only,full_mta",
+            "kd_only,mta",
             "--steps",
             "1",
             "--warmup",
@@ -53,15 +53,17 @@ def test_gpu_script_runs_tiny(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # The table comes last.
     last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith(f"| {backend} | full MTA"), proc.stdout[-2000:]
+    assert last.startswith(f"| {backend} | MTA (KD + DSA + HRA)"), proc.stdout[
+        -2000:
+    ]
     report = json.loads(output.read_text())
     (result,) = report["results"]
     assert result["backend"] == backend
     assert result["tiny"] is True
     assert result["config"]["seq_len"] == 32
-    for variant in ("kd_only", "full_mta"):
+    for variant in ("kd", "mta"):
         figures = result["variants"][variant]
         assert figures["median_s"] > 0
         assert figures["peak_mb"] > 0
         assert figures["final_loss"] == figures["final_loss"]  # not NaN
-    assert "| full MTA (KD + DSA + HRA) |" in report["table"]
+    assert "| MTA (KD + DSA + HRA) |" in report["table"]

@@ -102,6 +102,7 @@ def test_distill_writes_every_output(run):
     for name in (
         "training_curves.png",
         "results_table.png",
+        "results_chart.png",
         "trajectory.png",
         "trajectory_heatmaps.png",
     ):

@@ -1,0 +1,76 @@
+"""The data of a run: the recipe's JSONL files, prompts cut to length, and
+the span cache they are chunked through."""
+
+import dataclasses
+import os
+
+from keras_mta.data import load_examples
+from keras_mta.data.toy_world import write_toy_dataset
+from keras_mta.preprocessing import PhraseChunker
+from keras_mta.preprocessing import SpanCache
+from keras_mta.preprocessing import tokenize_with_offsets
+from keras_mta.utils import say
+
+TOY_WORLD = "builtin:toy-world"
+
+
+def load_data(recipe, output_dir):
+    """`(train_examples, valid_examples, reports)` of a recipe.
+
+    `builtin:toy-world` writes the project's own English instruction data
+    (`keras_mta.data.toy_world`) under `output_dir/data` first.
+    """
+    paths = {"train": recipe.data.train, "valid": recipe.data.valid}
+    if TOY_WORLD in paths.values():
+        toy_train, toy_valid = write_toy_dataset(
+            os.path.join(output_dir, "data"), seed=recipe.training.seed
+        )
+        for split, toy in (("train", toy_train), ("valid", toy_valid)):
+            if paths[split] == TOY_WORLD:
+                paths[split] = toy
+    examples, reports = {}, {}
+    for split, path in paths.items():
+        if not path:
+            raise ValueError(
+                f"The recipe has no data.{split}: give a JSONL path or "
+                f"{TOY_WORLD!r}."
+            )
+        examples[split], reports[split] = load_examples(
+            path,
+            schema=recipe.data.schema,
+            on_error=recipe.data.on_error,
+            limit=recipe.data.max_examples or None,
+        )
+        say(f"{split}: {reports[split]}")
+    return examples["train"], examples["valid"], reports
+
+
+def truncate_prompts(examples, tokenizer, max_prompt_length):
+    """Cut prompts to their first `max_prompt_length` tokens.
+
+    As in the MiniLLM / DistiLLM data processing, a prompt longer than
+    `max_prompt_length` tokens keeps its first tokens; the cut falls on a
+    token boundary (the tokenizer's character offsets). Returns
+    `(examples, number of prompts cut)`; the count is reported, never
+    silent.
+    """
+    if not max_prompt_length or not examples:
+        return list(examples), 0
+    _, offsets = tokenize_with_offsets(
+        tokenizer, [example.prompt for example in examples]
+    )
+    lengths = offsets.row_lengths().numpy()
+    out, cut = [], 0
+    for index, example in enumerate(examples):
+        if lengths[index] > max_prompt_length:
+            end = int(offsets[index][max_prompt_length - 1][1])
+            example = dataclasses.replace(example, prompt=example.prompt[:end])
+            cut += 1
+        out.append(example)
+    return out, cut
+
+
+def span_cache_of(recipe):
+    """The recipe's `SpanCache` (spaCy is loaded only for missing texts)."""
+    chunker = PhraseChunker(pipeline=recipe.data.spacy_pipeline or None)
+    return SpanCache(recipe.data.span_cache or None, chunker=chunker)

@@ -1,0 +1,165 @@
+"""The tf.data pipelines of a run, built once from arrays computed once."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_mta.preprocessing import DistillationPreprocessor
+from keras_mta.preprocessing.distillation_preprocessor import same_tokenization
+from keras_mta.runner.data import span_cache_of
+from keras_mta.runner.data import truncate_prompts
+from keras_mta.utils import say
+
+
+class Datasets:
+    """The data of a run, tokenized and unit-mapped once.
+
+    Tokens, targets and units are computed once per split and kept as NumPy
+    arrays (a few MB even for Dolly at 256 tokens); epochs and variants
+    then only shuffle and batch them. Nothing here changes after
+    construction: `training_dataset` and `validation_dataset` return a new
+    pipeline at every call, so that every variant sees the same seeded
+    data order.
+
+    Args:
+        recipe: the run's `keras_mta.Recipe`.
+        train: training `Example`s.
+        valid: validation `Example`s.
+        student: the student CausalLM (its preprocessor tokenizes).
+        teacher: optional teacher CausalLM; it must tokenize as the
+            student does.
+    """
+
+    def __init__(self, recipe, train, valid, student, teacher=None):
+        data = recipe.data
+        tokenizer = student.preprocessor.tokenizer
+        if teacher is not None and not same_tokenization(
+            student.preprocessor, teacher.preprocessor
+        ):
+            raise ValueError(
+                "Teacher and student tokenize differently; keras-mta's "
+                "DistillationModel needs a shared vocabulary (the logit "
+                "divergence compares distributions token by token). Use a "
+                "student with the teacher's tokenizer."
+            )
+        self.train_examples, self.train_prompts_cut = truncate_prompts(
+            train, tokenizer, data.max_prompt_length
+        )
+        self.valid_examples, self.valid_prompts_cut = truncate_prompts(
+            valid, tokenizer, data.max_prompt_length
+        )
+        for split, cut in (
+            ("train", self.train_prompts_cut),
+            ("valid", self.valid_prompts_cut),
+        ):
+            if cut:
+                say(
+                    f"{split}: {cut} prompts longer than "
+                    f"data.max_prompt_length={data.max_prompt_length} tokens "
+                    "were cut to their first tokens"
+                )
+        self.preprocessor = DistillationPreprocessor(
+            student.preprocessor,
+            max_word_units=data.max_word_units,
+            max_phrase_units=data.max_phrase_units,
+            chunker=span_cache_of(recipe),
+            sequence_length=data.sequence_length,
+        )
+        self.batch_size = recipe.training.batch_size
+        self.seed = recipe.training.seed
+        self.cap = recipe.training.steps_per_epoch
+        self.drop_remainder = len(self.train_examples) >= self.batch_size
+        say("spans and tokens of the training data")
+        self.train_arrays, self.train_statistics = self._prepare(
+            recipe, self.train_examples, "train"
+        )
+        say("spans and tokens of the validation data")
+        self.valid_arrays, self.valid_statistics = self._prepare(
+            recipe, self.valid_examples, "valid"
+        )
+        self.valid = self.validation_dataset()
+        full = len(self.train_examples) // self.batch_size or 1
+        self.steps_per_epoch = min(full, self.cap or full)
+
+    def _prepare(self, recipe, examples, split):
+        arrays = _materialize(
+            self.preprocessor.prepare_dataset(
+                examples, batch_size=256, name=split
+            )
+        )
+        statistics = self.preprocessor.statistics
+        check_statistics(recipe, split, statistics)
+        return arrays, statistics
+
+    def training_dataset(self, cache=None):
+        """A new training pipeline: every call yields the same seeded
+        sequence of shuffled epochs (so that every variant sees the same
+        data order). With a teacher `cache` (`TeacherCache` of the
+        training data), the cache's stream (same seed, chunked shuffle)
+        with the teacher's signals beside the inputs."""
+        if cache is not None:
+            dataset = cache.dataset(
+                self.train_arrays,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                drop_remainder=self.drop_remainder,
+            )
+            return dataset.repeat() if self.cap else dataset
+        dataset = (
+            tf.data.Dataset.from_tensor_slices(self.train_arrays)
+            .shuffle(
+                len(self.train_examples),
+                seed=self.seed,
+                reshuffle_each_iteration=True,
+            )
+            .batch(self.batch_size, drop_remainder=self.drop_remainder)
+        )
+        if self.cap:
+            dataset = dataset.repeat()
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def validation_dataset(self, cache=None):
+        """The validation pipeline (in order); with a teacher `cache` of
+        the validation data, its signals stream beside the inputs."""
+        if cache is not None:
+            return cache.dataset(
+                self.valid_arrays, batch_size=self.batch_size, shuffle=False
+            )
+        return (
+            tf.data.Dataset.from_tensor_slices(self.valid_arrays)
+            .batch(self.batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def statistics(self):
+        return {
+            "train": self.train_statistics.as_dict(),
+            "valid": self.valid_statistics.as_dict(),
+            "train_prompts_cut": self.train_prompts_cut,
+            "valid_prompts_cut": self.valid_prompts_cut,
+        }
+
+
+def check_statistics(recipe, split, statistics):
+    """The one place where the preprocessing statistics of each split are
+    checked before anything trains on them.
+
+    Args:
+        recipe: the run's `keras_mta.Recipe` (which variants align units).
+        split: `"train"` or `"valid"`.
+        statistics: the `PreprocessingStatistics` of that split.
+    """
+    # MERGE POINT: the dataset-wide "a unit kind keeps no unit" check of
+    # the preprocessing statistics (issue 16, item 6) is called here.
+    del recipe, split, statistics
+
+
+def _materialize(dataset):
+    """The batches of a finite dataset, concatenated into NumPy arrays
+    with the same structure."""
+    batches = [
+        tf.nest.map_structure(lambda t: np.asarray(t), batch)
+        for batch in dataset
+    ]
+    return tf.nest.map_structure(
+        lambda *parts: np.concatenate(parts, axis=0), *batches
+    )

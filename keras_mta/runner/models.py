@@ -1,0 +1,154 @@
+"""The models of a run: one loader for every command, the teacher and
+student of a recipe, and their alignment plan."""
+
+import os
+
+import keras
+
+from keras_mta.data.tokenizers import train_sentencepiece_tokenizer
+from keras_mta.models import AlignmentPlan
+from keras_mta.models import get_backbone
+from keras_mta.models import num_hidden_layers
+from keras_mta.models.loading import backbone_class
+from keras_mta.models.loading import build_causal_lm
+from keras_mta.models.loading import causal_lm_class
+from keras_mta.models.loading import load_causal_lm
+from keras_mta.recipe import ModelSpec
+from keras_mta.utils import say
+
+
+def load_model(preset, role="model"):
+    """A keras-hub CausalLM (with its preprocessor) from any handle a
+    recipe accepts: a keras-hub preset name, an `hf://` handle, a local
+    preset directory, or a GGUF file (`gguf:NAME`, `gguf:PATH`, a path
+    ending in `.gguf`; converted once, then cached).
+
+    `keras-mta evaluate`, `distill`, `teacher-cache` and `train-teacher`
+    all load their models through this loader
+    (`keras_mta.models.loading.load_causal_lm`).
+
+    Args:
+        preset: the handle.
+        role: names the model in errors and scopes its variables.
+
+    Examples:
+
+    ```python
+    model = load_model("gguf:smollm2-135m-instruct")
+    model = load_model("runs/tiny-cpu/mta_student")
+    ```
+    """
+    return load_causal_lm(ModelSpec(preset=preset), role)
+
+
+def _architecture_with_vocabulary(architecture, vocabulary_size):
+    architecture = dict(architecture)
+    architecture["vocabulary_size"] = int(vocabulary_size)
+    return architecture
+
+
+def load_models(recipe, train_examples, output_dir, tiny=False):
+    """`(teacher, student)` keras-hub CausalLMs with preprocessors.
+
+    With `data.tokenizer = "sentencepiece:N"` an N-piece SentencePiece
+    tokenizer is trained on the training text (keras-hub's tools) and both
+    models are built from their `architecture` with that vocabulary;
+    otherwise each model comes from its preset (or architecture).
+    """
+    spec = recipe.data.tokenizer
+    if spec.startswith("sentencepiece:"):
+        size = int(spec.split(":", 1)[1])
+        say(f"training a {size}-piece SentencePiece tokenizer")
+        tokenizer = train_sentencepiece_tokenizer(
+            [e.text for e in train_examples],
+            size,
+            proto_path=os.path.join(output_dir, "tokenizer.spm"),
+        )
+        models = []
+        for role in ("teacher", "student"):
+            model_spec = getattr(recipe, role)
+            if not model_spec.architecture:
+                raise ValueError(
+                    f"data.tokenizer={spec!r} trains a new tokenizer, so the "
+                    f"{role} must be built from `{role}.architecture`."
+                )
+            architecture = _architecture_with_vocabulary(
+                model_spec.architecture, tokenizer.vocabulary_size()
+            )
+            cls = causal_lm_class(backbone_class(architecture["class"]))
+            preprocessor = cls.preprocessor_cls(
+                tokenizer=tokenizer,
+                sequence_length=recipe.data.sequence_length,
+            )
+            with keras.name_scope(role):
+                models.append(
+                    build_causal_lm(architecture, preprocessor, tiny=tiny)
+                )
+        return tuple(models)
+    if spec:
+        raise ValueError(
+            f"Unknown data.tokenizer {spec!r}: leave it empty (the presets' "
+            "tokenizer) or use 'sentencepiece:N'."
+        )
+    teacher = load_causal_lm(recipe.teacher, "teacher", tiny=tiny)
+    student = load_causal_lm(
+        recipe.student, "student", tiny=tiny, teacher=teacher
+    )
+    _share_tokenizer(teacher, student)
+    for model in (teacher, student):
+        if model.preprocessor is None:
+            raise ValueError(
+                "A recipe model built from an architecture has no "
+                "tokenizer: set data.tokenizer = 'sentencepiece:N' or "
+                "load the model from a preset."
+            )
+        model.preprocessor.sequence_length = recipe.data.sequence_length
+    return teacher, student
+
+
+def _share_tokenizer(teacher, student):
+    """Give a student built from an architecture the teacher's tokenizer.
+
+    A student without a preset has no tokenizer; when its vocabulary is the
+    teacher's and its preprocessor class takes the teacher's tokenizer
+    class (e.g. a Llama3 student of a Llama3 teacher), it gets a
+    preprocessor over the teacher's tokenizer, so both read the same ids.
+    """
+    if student.preprocessor is not None or teacher.preprocessor is None:
+        return
+    tokenizer = teacher.preprocessor.tokenizer
+    preprocessor_cls = getattr(type(student), "preprocessor_cls", None)
+    tokenizer_cls = getattr(preprocessor_cls, "tokenizer_cls", None)
+    vocabulary = get_backbone(student).token_embedding.input_dim
+    if (
+        preprocessor_cls is None
+        or tokenizer_cls is None
+        or not isinstance(tokenizer, tokenizer_cls)
+        or tokenizer.vocabulary_size() != vocabulary
+    ):
+        return
+    teacher_preprocessor = teacher.preprocessor
+    student.preprocessor = preprocessor_cls(
+        tokenizer=tokenizer,
+        sequence_length=teacher_preprocessor.sequence_length,
+        add_start_token=teacher_preprocessor.add_start_token,
+        add_end_token=teacher_preprocessor.add_end_token,
+    )
+
+
+def make_plan(recipe, teacher, student):
+    """The recipe's `AlignmentPlan` (its layers, or the default plan)."""
+    plan = recipe.plan
+    kwargs = {
+        "word_pairs": plan.word_pairs,
+        "hra_scale": plan.hra_scale,
+        "entropy_weighting": plan.entropy_weighting,
+    }
+    if plan.teacher_layers:
+        return AlignmentPlan(plan.teacher_layers, plan.student_layers, **kwargs)
+    return AlignmentPlan.default(
+        num_hidden_layers(teacher),
+        num_hidden_layers(student),
+        num_pairs=plan.num_pairs,
+        **kwargs,
+    )

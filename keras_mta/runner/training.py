@@ -1,0 +1,169 @@
+"""Training: the optimizer and divergence of a recipe, the compiled model
+of a compared variant, and its fit."""
+
+import keras
+
+from keras_mta.losses import get_divergence
+from keras_mta.models import CachedTeacher
+from keras_mta.models import DistillationModel
+from keras_mta.models.variants import VARIANTS
+from keras_mta.models.variants import variant_name
+from keras_mta.runner.setup import timed
+from keras_mta.utils import fit_verbosity
+from keras_mta.utils import say
+
+
+def make_optimizer(training, steps, learning_rate=None):
+    """The recipe's optimizer with its learning-rate schedule."""
+    learning_rate = learning_rate or training.learning_rate
+    if training.schedule == "cosine":
+        warmup = int(training.warmup_steps)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else learning_rate,
+            decay_steps=max(1, steps - warmup),
+            warmup_target=learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    else:
+        schedule = learning_rate
+    clip = {"global_clipnorm": training.clip_norm} if training.clip_norm else {}
+    if training.optimizer == "adamw":
+        return keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=training.weight_decay, **clip
+        )
+    return keras.optimizers.Adam(learning_rate=schedule, **clip)
+
+
+def divergence_of(recipe):
+    """The recipe's divergence (`distillation.divergence` with its
+    temperature, skew or beta), a `keras_mta.losses` object."""
+    dist = recipe.distillation
+    kwargs = {"temperature": dist.temperature}
+    if dist.divergence.startswith("skew"):
+        kwargs["skew"] = dist.skew
+    elif dist.divergence == "jensen_shannon":
+        kwargs["beta"] = dist.beta
+    return get_divergence(dist.divergence, **kwargs)
+
+
+def ablation_of(recipe, variant):
+    """The `DistillationModel` ablation of a compared variant (`mta` takes
+    the recipe's `distillation.ablation` when set)."""
+    variant = variant_name(variant)
+    if variant == "mta" and recipe.distillation.ablation:
+        return recipe.distillation.ablation
+    return VARIANTS[variant].ablation
+
+
+def build_variant_model(recipe, variant, teacher, student, plan, steps):
+    """The compiled `DistillationModel` of one compared variant, untrained.
+
+    Args:
+        recipe: a `keras_mta.Recipe` (divergence, weights, optimizer).
+        variant: a name of `keras_mta.models.variants.VARIANTS` (or an
+            older alias); `mta` takes `distillation.ablation` when set.
+        teacher: the live teacher CausalLM or a `CachedTeacher`; unused by
+            `sft`.
+        student: the student CausalLM (trained in place by `fit`).
+        plan: the `AlignmentPlan`.
+        steps: optimizer steps of the whole training (the schedule's
+            length).
+    """
+    dist = recipe.distillation
+    variant = variant_name(variant)
+    model = DistillationModel(
+        None if variant == "sft" else teacher,
+        student,
+        plan=None if variant == "sft" else plan,
+        divergence=divergence_of(recipe),
+        kd_ratio=dist.kd_ratio,
+        mta_weight=dist.mta_weight,
+        ablation=ablation_of(recipe, variant),
+    )
+    model.compile(optimizer=make_optimizer(recipe.training, steps))
+    return model
+
+
+def fit(model, train, valid, epochs, steps_per_epoch):
+    """`model.fit` on tf.data pipelines (shuffled by the pipeline itself);
+    returns the `History`."""
+    return model.fit(
+        train,
+        validation_data=valid,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        # The pipelines shuffle; Keras ignores (and warns about) its own
+        # `shuffle=True` with a tf.data dataset.
+        shuffle=False,
+        verbose=fit_verbosity(),
+    )
+
+
+def train_teacher(recipe, teacher, datasets):
+    """Supervised fine-tuning of the teacher (`training.teacher_epochs`).
+
+    Returns `(history dict, seconds)`.
+    """
+    training = recipe.training
+    model = DistillationModel(None, teacher, ablation="sft_only")
+    model.compile(
+        optimizer=make_optimizer(
+            training,
+            datasets.steps_per_epoch * training.teacher_epochs,
+            learning_rate=training.teacher_learning_rate,
+        )
+    )
+    say(f"fine-tuning the teacher for {training.teacher_epochs} epochs")
+    history, seconds = timed(
+        fit,
+        model,
+        datasets.training_dataset(),
+        datasets.valid,
+        training.teacher_epochs,
+        datasets.steps_per_epoch,
+    )
+    return history.history, seconds
+
+
+def distill_variant(
+    recipe, variant, teacher, student, plan, datasets, caches=None
+):
+    """Train one student variant; returns `(model, history, seconds)`.
+
+    Args:
+        recipe, variant, teacher, student, plan: as `build_variant_model`.
+        datasets: the run's `Datasets`.
+        caches: optional `{"train": TeacherCache, "valid": TeacherCache}`;
+            the variants with a teacher then train from the cache.
+    """
+    variant = variant_name(variant)
+    epochs = recipe.training.epochs
+    from_cache = caches is not None and variant != "sft"
+    if from_cache:
+        teacher = CachedTeacher.from_cache(caches["train"])
+        train = datasets.training_dataset(caches["train"])
+        valid = datasets.validation_dataset(caches["valid"])
+    else:
+        train, valid = datasets.training_dataset(), datasets.valid
+    model = build_variant_model(
+        recipe,
+        variant,
+        teacher,
+        student,
+        plan,
+        datasets.steps_per_epoch * epochs,
+    )
+    source = " from the teacher cache" if from_cache else ""
+    say(f"training the student: {variant}{source}")
+    history, seconds = timed(
+        fit, model, train, valid, epochs, datasets.steps_per_epoch
+    )
+    return model, history.history, seconds
+
+
+def validation_loss(causal_lm, valid_ds):
+    """Cross-entropy of a model on the validation responses."""
+    model = DistillationModel(None, causal_lm, ablation="sft_only")
+    model.compile(optimizer="adam")
+    logs = model.evaluate(valid_ds, return_dict=True, verbose=0)
+    return float(logs["loss"])

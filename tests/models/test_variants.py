@@ -1,0 +1,27 @@
+import pytest
+
+from keras_mta.models.variants import ABLATION_TERMS
+from keras_mta.models.variants import ABLATIONS
+from keras_mta.models.variants import VARIANT_ALIASES
+from keras_mta.models.variants import VARIANTS
+from keras_mta.models.variants import variant_name
+from keras_mta.models.variants import variant_names
+
+
+def test_every_variant_names_a_known_ablation():
+    for variant in VARIANTS.values():
+        assert variant.ablation in ABLATIONS
+    assert set(ABLATION_TERMS) == set(ABLATIONS)
+
+
+def test_older_names_are_read_as_todays():
+    assert variant_name("kd_only") == "kd"
+    assert variant_name("full_mta") == "mta"
+    assert variant_names(["sft", "dsa_only"]) == ["sft", "kd_dsa"]
+    for old, new in VARIANT_ALIASES.items():
+        assert new in VARIANTS and old not in VARIANTS
+
+
+def test_unknown_variant_lists_the_choices():
+    with pytest.raises(ValueError, match="choose one of"):
+        variant_name("mtaa")
