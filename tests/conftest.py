@@ -34,6 +34,13 @@ TIERS = {
     "large": ("--run-large", "KERAS_MTA_RUN_LARGE"),
     "extra_large": ("--run-extra-large", "KERAS_MTA_RUN_EXTRA_LARGE"),
 }
+# Why a test of a tier that was not asked for is skipped.
+SKIP_REASONS = {
+    "large": "marked `large` (the full tier): run with --run-large, "
+    "KERAS_MTA_RUN_LARGE=1 or `bash scripts/test.sh --all`",
+    "extra_large": "marked `extra_large`: run with --run-extra-large or "
+    "KERAS_MTA_RUN_EXTRA_LARGE=1",
+}
 # Older marker names and the tier they stand for.
 ALIASES = {"slow": "large"}
 
@@ -115,13 +122,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         tier = item_tier(item)
         if tier is not None and tier not in run:
-            option, env = TIERS[tier]
-            item.add_marker(
-                pytest.mark.skip(
-                    reason=f"marked `{tier}` (full tier): run with "
-                    f"{option}, {env}=1 or `bash scripts/test.sh --all`"
-                )
-            )
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASONS[tier]))
             continue
         marker = item.get_closest_marker("once")
         if marker is None or not TEST_BACKENDS:
