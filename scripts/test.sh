@@ -1,14 +1,35 @@
 #!/usr/bin/env bash
-# Install keras-mta with its test extras and run the whole test suite under
-# every Keras backend, one backend per process. Exits non-zero if any fails.
+# Install keras-mta with its test extras and run the test suite under every
+# Keras backend, one backend per process. Exits non-zero if any fails.
+#
+# The everyday tier by default (what .ci/run and README's test command run);
+# `--all` runs the full tier too: the tests marked `large` (end-to-end
+# subprocess runs, SmolLM2, slow fit calls; see tests/conftest.py).
 #
 #   bash scripts/test.sh              # install, then jax, torch, tensorflow
-#   bash scripts/test.sh -m "not slow"   # extra arguments go to pytest
+#   bash scripts/test.sh --all        # the full tier
+#   bash scripts/test.sh tests/losses # extra arguments go to pytest
 #   KERAS_MTA_BACKENDS="jax" bash scripts/test.sh
 #   KERAS_MTA_SKIP_INSTALL=1 bash scripts/test.sh
 #   KERAS_MTA_EVERY_BACKEND=1 bash scripts/test.sh   # `once` tests too
 set -u
 cd "$(dirname "$0")/.."
+
+# `--all` (anywhere in the arguments): the full tier.
+args=()
+for arg in "$@"; do
+  if [ "$arg" = "--all" ]; then
+    export KERAS_MTA_RUN_LARGE=1
+  else
+    args+=("$arg")
+  fi
+done
+
+if [ -n "${KERAS_MTA_RUN_LARGE:-}" ] && [ "$KERAS_MTA_RUN_LARGE" != 0 ]; then
+  echo "=== the full tier (tests marked \`large\` included)"
+else
+  echo "=== the everyday tier (\`bash scripts/test.sh --all\` for the full tier)"
+fi
 
 if [ -z "${KERAS_MTA_SKIP_INSTALL:-}" ]; then
   # The CPU build of torch first, so that nothing pulls a CUDA build.
@@ -33,7 +54,7 @@ status=0
 for backend in $backends; do
   echo "=== KERAS_BACKEND=$backend"
   KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=2 python -m pytest \
-    --junitxml="$report_dir/$backend.xml" "$@"
+    --junitxml="$report_dir/$backend.xml" ${args[@]+"${args[@]}"}
   rc=$?
   # pytest exits 5 when it collected no test: that is a failure here.
   if [ $rc -ne 0 ]; then

@@ -1,3 +1,20 @@
+"""Test tiers, backend-independent tests once, and cheap teardown.
+
+Two tiers, as in keras-hub:
+
+- The everyday tier (a plain `pytest`, `bash scripts/test.sh`, `.ci/run`):
+  every numerical check under every backend, every backend-independent
+  test once, one short smoke run of the CLI.
+- The full tier adds the tests marked `large` (end-to-end subprocess runs,
+  SmolLM2, slow `fit` calls): `bash scripts/test.sh --all`,
+  `pytest --run-large` or `KERAS_MTA_RUN_LARGE=1`. `extra_large` tests
+  (none yet) need `--run-extra-large` or `KERAS_MTA_RUN_EXTRA_LARGE=1`.
+  A test marked `large` is skipped with its reason otherwise.
+
+`slow`, the older name, is read as `large`.
+"""
+
+import gc
 import os
 
 import keras
@@ -12,11 +29,72 @@ import pytest
 # `pytest`), every test runs.
 TEST_BACKENDS = os.environ.get("KERAS_MTA_TEST_BACKENDS", "").split()
 
+# The tier markers, smallest first: a test runs when its tier is asked for.
+TIERS = {
+    "large": ("--run-large", "KERAS_MTA_RUN_LARGE"),
+    "extra_large": ("--run-extra-large", "KERAS_MTA_RUN_EXTRA_LARGE"),
+}
+# Why a test of a tier that was not asked for is skipped.
+SKIP_REASONS = {
+    "large": "marked `large` (the full tier): run with --run-large, "
+    "KERAS_MTA_RUN_LARGE=1 or `bash scripts/test.sh --all`",
+    "extra_large": "marked `extra_large`: run with --run-extra-large or "
+    "KERAS_MTA_RUN_EXTRA_LARGE=1",
+}
+# Older marker names and the tier they stand for.
+ALIASES = {"slow": "large"}
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("keras-mta test tiers")
+    group.addoption(
+        "--run-large",
+        action="store_true",
+        default=False,
+        help="also run tests marked `large` (the full tier; also "
+        "KERAS_MTA_RUN_LARGE=1)",
+    )
+    group.addoption(
+        "--run-extra-large",
+        action="store_true",
+        default=False,
+        help="also run tests marked `extra_large` and `large` (also "
+        "KERAS_MTA_RUN_EXTRA_LARGE=1)",
+    )
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false")
+
+
+def tiers_to_run(config):
+    """The tier markers whose tests this session runs."""
+    run = set()
+    for tier, (option, env) in TIERS.items():
+        if config.getoption(option.lstrip("-").replace("-", "_")) or (
+            _env_flag(env)
+        ):
+            run.add(tier)
+    if "extra_large" in run:
+        run.add("large")
+    return run
+
 
 def once_backend(marker):
     """The backend whose test process runs a test marked `marker`."""
     preferred = marker.kwargs.get("backend")
     return preferred if preferred in TEST_BACKENDS else TEST_BACKENDS[0]
+
+
+def item_tier(item):
+    """`extra_large`, `large` or None (everyday) for a collected test."""
+    for tier in reversed(list(TIERS)):
+        if item.get_closest_marker(tier) is not None:
+            return tier
+    for alias, tier in ALIASES.items():
+        if item.get_closest_marker(alias) is not None:
+            return tier
+    return None
 
 
 def pytest_report_header(config):
@@ -25,19 +103,29 @@ def pytest_report_header(config):
         if TEST_BACKENDS
         else ""
     )
+    tiers = sorted(tiers_to_run(config))
+    tier = (
+        f"full tier ({', '.join(tiers)} included)"
+        if tiers
+        else "everyday tier (`large` tests skipped; --run-large runs them)"
+    )
     return (
         f"keras {keras.__version__}, backend {keras.backend.backend()} "
-        f"(KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'unset')}){once}"
+        f"(KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'unset')}){once}; "
+        f"{tier}"
     )
 
 
 def pytest_collection_modifyitems(config, items):
-    if not TEST_BACKENDS:
-        return
+    run = tiers_to_run(config)
     current = keras.backend.backend()
     for item in items:
+        tier = item_tier(item)
+        if tier is not None and tier not in run:
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASONS[tier]))
+            continue
         marker = item.get_closest_marker("once")
-        if marker is None:
+        if marker is None or not TEST_BACKENDS:
             continue
         home = once_backend(marker)
         if home != current:
@@ -57,4 +145,12 @@ def rng():
 def _reset_keras_state():
     yield
     keras.config.set_dtype_policy("float32")
-    keras.utils.clear_session()
+    # Without Python's garbage collection (about 0.3 s a test); the
+    # module-scoped fixture below collects once per test file.
+    keras.utils.clear_session(free_memory=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_garbage_per_module():
+    yield
+    gc.collect()

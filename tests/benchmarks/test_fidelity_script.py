@@ -50,6 +50,7 @@ def _run(output, variants):
 
 # Minutes of subprocess: scripts/test.sh runs it under jax only (the
 # backend of the reported experiment).
+@pytest.mark.large
 @pytest.mark.once(backend="jax")
 def test_fidelity_reduced(tmp_path):
     output = tmp_path / "fidelity"

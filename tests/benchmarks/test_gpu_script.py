@@ -22,6 +22,7 @@ SCRIPT = REPO / "benchmarks" / "gpu_step_time.py"
     keras.backend.backend() == "tensorflow",
     reason="the GPU script compares jax and torch (issue 6), not tensorflow",
 )
+@pytest.mark.large
 def test_gpu_script_runs_tiny(tmp_path):
     backend = keras.backend.backend()
     output = tmp_path / "gpu.json"

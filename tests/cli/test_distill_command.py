@@ -75,6 +75,7 @@ def run(tmp_path_factory):
     return root, out, stdout
 
 
+@pytest.mark.large
 def test_distill_writes_every_output(run):
     _, out, stdout = run
     results = json.loads((out / "results.json").read_text())
@@ -114,6 +115,7 @@ def test_distill_writes_every_output(run):
     assert (out / "teacher_preset" / "config.json").exists()
 
 
+@pytest.mark.large
 def test_overrides_reach_the_run(run):
     _, out, _ = run
     results = json.loads((out / "results.json").read_text())
@@ -132,6 +134,7 @@ def test_overrides_reach_the_run(run):
     assert data["train_prompts_cut"] >= 0
 
 
+@pytest.mark.large
 def test_mta_student_differs_from_kd_student(run):
     _, out, _ = run
     results = json.loads((out / "results.json").read_text())
@@ -142,6 +145,7 @@ def test_mta_student_differs_from_kd_student(run):
     assert hist["student (SFT)"]["kd"][0] == 0
 
 
+@pytest.mark.large
 def test_evaluate_and_trajectory_on_saved_presets(run):
     root, out, _ = run
     valid = out / "data" / "valid.jsonl"

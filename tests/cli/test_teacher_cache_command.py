@@ -21,6 +21,7 @@ CACHED = [
 # End to end in subprocesses (minutes): scripts/test.sh runs it under
 # tensorflow only; the cached path is tested in-process under every backend
 # (tests/models/test_cached_teacher.py).
+@pytest.mark.large
 @pytest.mark.once(backend="tensorflow")
 def test_teacher_cache_then_distill_from_it(tmp_path):
     out = tmp_path / "run"

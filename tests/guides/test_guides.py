@@ -2,11 +2,11 @@
 
 Each guide runs as `python guides/NAME.py` in a subprocess with
 `KERAS_MTA_GUIDE_SMALL=1`, the current `KERAS_BACKEND` and its output
-folder in `tmp_path`. A plain `pytest` per backend runs every guide under
-every backend; `scripts/test.sh` runs `switching_backends` under every
-backend and each other guide under the one backend given in `HOME` (a
-minute or two each; the code they call is tested in-process under every
-backend).
+folder in `tmp_path`. The runs are the full tier (`large`, a minute or two
+each): `bash scripts/test.sh --all` runs `switching_backends` under every
+backend and each other guide under the one backend given in `HOME`. The
+code they call is tested in-process under every backend in the everyday
+tier, and the CLI's main job by `tests/cli/test_distill_smoke.py`.
 """
 
 import os
@@ -60,7 +60,7 @@ def test_every_guide_is_tested():
     assert names == set(IMAGES) == set(HOME)
 
 
-@pytest.mark.slow
+@pytest.mark.large
 @pytest.mark.parametrize("name", [_guide(name) for name in sorted(IMAGES)])
 def test_guide_runs(name, tmp_path):
     env = dict(os.environ)

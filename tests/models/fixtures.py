@@ -58,6 +58,35 @@ def teacher_student(**kwargs):
     )
 
 
+# (backend, kwargs) -> (teacher, student, their initial weights).
+_SHARED = {}
+
+
+def shared_teacher_student(**kwargs):
+    """`teacher_student(**kwargs)` built once per backend, weights restored.
+
+    For tests that only need the tiny pair with fresh weights: the first
+    call builds it, later calls give the same two models back with their
+    first weights restored by `set_weights` (building costs about 0.3 s a
+    pair). Not for tests that change anything else about the models (their
+    dtype policy, layers, or name scopes before `DistillationModel` scopes
+    their paths), and not for `preprocessor=` (not restored).
+    """
+    key = (keras.backend.backend(), tuple(sorted(kwargs.items())))
+    if key not in _SHARED:
+        teacher, student = teacher_student(**kwargs)
+        _SHARED[key] = (
+            teacher,
+            student,
+            teacher.get_weights(),
+            student.get_weights(),
+        )
+    teacher, student, teacher_weights, student_weights = _SHARED[key]
+    teacher.set_weights(teacher_weights)
+    student.set_weights(student_weights)
+    return teacher, student
+
+
 def set_numpy_weights(model, seed, scale=0.3):
     """Overwrite every weight of `model` with NumPy-seeded values.
 

@@ -109,7 +109,8 @@ def build(case):
         kwargs["alignment_losses"] = [
             MeanCosine(loss_weight=0.7, name="mean_cos")
         ]
-    teacher, student = F.teacher_student()
+    # Built once per backend; every weight is set from NumPy below.
+    teacher, student = F.shared_teacher_student()
     F.set_numpy_weights(teacher, 0)
     F.set_numpy_weights(student, 1)
     x, y, sample_weight = F.make_batch()

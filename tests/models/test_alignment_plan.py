@@ -7,6 +7,8 @@ import pytest
 from keras_mta.models import AlignmentPlan
 from keras_mta.models.alignment_plan import PAPER_PLANS
 
+pytestmark = pytest.mark.once
+
 
 def test_paper_plans():
     gpt2 = AlignmentPlan.gpt2_xl_to_gpt2()

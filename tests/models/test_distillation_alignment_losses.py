@@ -117,6 +117,7 @@ def test_added_to_the_distillation_term_and_reported():
     assert zero_terms["loss"] == pytest.approx(float(own), rel=1e-5)
 
 
+@pytest.mark.large
 def test_fit_reports_metric_and_lowers_it():
     keras.utils.set_random_seed(0)
     model, custom = _model(loss_weight=1.0)

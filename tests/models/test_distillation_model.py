@@ -556,7 +556,6 @@ def _assign(variables, values):
         variable.assign(value)
 
 
-@pytest.mark.slow
 def test_backup_and_restore_resumes_to_the_same_weights(tmp_path):
     """Stopped after 2 epochs and resumed == 4 uninterrupted epochs.
 

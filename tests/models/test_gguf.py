@@ -204,6 +204,7 @@ def _tiny_inputs():
     return {"token_ids": ids, "padding_mask": np.ones_like(ids)}
 
 
+@pytest.mark.once
 def test_unpermute_inverts_llama_cpp_permutation():
     w = np.arange(24 * 5, dtype="float32").reshape(24, 5)
     for heads in (1, 2, 3, 6):
@@ -231,6 +232,7 @@ def test_tiny_float32_round_trip(tmp_path):
     assert tokenizer.detokenize(ids) == "<|im_start|>the is"
 
 
+@pytest.mark.once
 @pytest.mark.parametrize(
     "qtype", ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
 )
@@ -252,6 +254,7 @@ def test_tiny_quantized_tensors_dequantize(tmp_path, qtype):
     )
 
 
+@pytest.mark.once
 def test_cache_second_load_does_not_convert(tmp_path, monkeypatch):
     path = tmp_path / "tiny.gguf"
     expected = write_tiny_gguf(path)
@@ -285,6 +288,7 @@ def test_cache_second_load_does_not_convert(tmp_path, monkeypatch):
     assert len(os.listdir(cache)) == 2
 
 
+@pytest.mark.once
 def test_gguf_handle_through_a_recipe_spec(tmp_path, monkeypatch):
     path = tmp_path / "tiny.gguf"
     expected = write_tiny_gguf(path)
@@ -300,6 +304,7 @@ def test_gguf_handle_through_a_recipe_spec(tmp_path, monkeypatch):
         load_causal_lm(ModelSpec(preset="gguf:/nowhere/x.gguf"), "teacher")
 
 
+@pytest.mark.once
 def test_unsupported_quantization_type_names_it(tmp_path):
     # IQ4_NL: blocks of 32 values in 18 bytes; 64 columns -> 36 bytes.
     rows = TINY["num_key_value_heads"] * 16
@@ -313,6 +318,7 @@ def test_unsupported_quantization_type_names_it(tmp_path):
         from_gguf(tmp_path / "iq.gguf", cache=False)
 
 
+@pytest.mark.once
 def test_unsupported_architecture_names_it(tmp_path):
     write_tiny_gguf(tmp_path / "gpt2.gguf", arch="gpt2")
     with pytest.raises(GGUFError, match="'gpt2' model.*Llama family"):
@@ -321,6 +327,7 @@ def test_unsupported_architecture_names_it(tmp_path):
     assert not cache.exists() or not os.listdir(cache)
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("cut", ["empty", "header", "data", "magic"])
 def test_truncated_or_corrupt_file(tmp_path, cut):
     good = tmp_path / "good.gguf"
@@ -339,6 +346,7 @@ def test_truncated_or_corrupt_file(tmp_path, cut):
         from_gguf(bad, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.once
 def test_missing_package_names_the_install(monkeypatch):
     monkeypatch.setattr(
         gguf_module.importlib.util, "find_spec", lambda name: None
@@ -354,6 +362,12 @@ def test_missing_package_names_the_install(monkeypatch):
 # === SmolLM2-135M-Instruct ===
 
 
+# The SmolLM2 tests are the full tier (`large`): converting the file takes
+# 20 to 35 s a backend. In the everyday tier the conversion, the llama.cpp
+# row permutation, the tokenizer and the forward pass are checked by
+# `test_tiny_float32_round_trip` under every backend (a tiny Llama written
+# as GGUF with llama.cpp's conventions), and the GGUF teacher path of a
+# recipe by `test_gguf_handle_through_a_recipe_spec`.
 def _smollm2_path():
     try:
         return smollm2_gguf_path()
@@ -377,6 +391,7 @@ def smollm2_reader(smollm2_path):
     return gguf.GGUFReader(smollm2_path)
 
 
+@pytest.mark.large
 def test_smollm2_architecture(smollm2):
     bb = smollm2.backbone
     assert isinstance(bb, keras_hub.models.Llama3Backbone)
@@ -391,6 +406,7 @@ def test_smollm2_architecture(smollm2):
     assert bb.count_params() == 134_515_008
 
 
+@pytest.mark.large
 def test_smollm2_tokenizer_round_trips_real_text(smollm2):
     tokenizer = smollm2.preprocessor.tokenizer
     path = shared_file("t0_mix", "train.jsonl")
@@ -407,7 +423,7 @@ def test_smollm2_tokenizer_round_trips_real_text(smollm2):
     assert tokenizer.detokenize(ids) == chat
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_smollm2_greedy_generation_says_paris(smollm2):
     smollm2.compile(sampler="greedy")
     out = smollm2.generate("The capital of France is", max_length=10)
@@ -479,6 +495,7 @@ def llama_cpp_reference(reader, ids):
     return hidden, final @ emb.T
 
 
+@pytest.mark.large
 def test_smollm2_matches_numpy_llama_cpp_forward(smollm2, smollm2_reader):
     tokenizer = smollm2.preprocessor.tokenizer
     ids = _np(tokenizer("The capital of France is")).astype("int32")
@@ -519,7 +536,7 @@ def _real_batch(tokenizer, seq_len=12, batch=4):
     return x, y, sw
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_smollm2_teacher_distills_into_a_small_student(smollm2):
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.Llama3Backbone(

@@ -339,6 +339,7 @@ def test_map_then_batch_with_another_teacher_tokenizer(llama, gemma):
         )
 
 
+@pytest.mark.once
 def test_same_tokenizer_shares_token_ids_and_config(llama, gemma):
     twin = keras_hub.models.LlamaCausalLMPreprocessor(
         tokenizer=ot.llama_tokenizer(), sequence_length=128
@@ -377,6 +378,7 @@ def test_same_tokenizer_shares_token_ids_and_config(llama, gemma):
     assert keras_mta.layers.SpanMasker is keras_mta.SpanMasker
 
 
+@pytest.mark.once
 def test_statistics_and_warning(llama):
     chunker = WhitespaceChunker()
     preprocessor = DistillationPreprocessor(
@@ -442,6 +444,7 @@ def test_statistics_and_warning(llama):
     assert x["token_ids"].shape == (2, 512)
 
 
+@pytest.mark.once
 def test_bad_inputs_name_the_problem(llama):
     preprocessor = DistillationPreprocessor(llama)
     good = features([(PROMPT, RESPONSE)])

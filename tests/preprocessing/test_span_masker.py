@@ -121,6 +121,7 @@ def test_rule_by_hand():
     assert to_numpy(units).tolist() == [[[0, 1], [1, 2], [3, 4]]]
 
 
+@pytest.mark.once
 def test_input_forms_unbatched_and_empty():
     masker = SpanMasker(3, 4)
     for spans, offsets in [
@@ -145,6 +146,7 @@ def test_input_forms_unbatched_and_empty():
     assert not to_numpy(units).any()
 
 
+@pytest.mark.once
 def test_in_tf_data_and_graph():
     masker = SpanMasker(3, 4, position_offset=1, return_counts=True)
     spans = tf.ragged.constant(
@@ -169,6 +171,7 @@ def test_in_tf_data_and_graph():
     assert counts_b["dropped_truncation"].numpy().tolist() == [1, 0, 0]
 
 
+@pytest.mark.once
 def test_get_config_round_trip():
     masker = SpanMasker(
         7, 32, position_offset=1, start_slack=1, return_counts=True
@@ -194,6 +197,7 @@ def test_get_config_round_trip():
     assert restored.get_config() == config
 
 
+@pytest.mark.once
 def test_bad_arguments():
     with pytest.raises(ValueError, match="max_units"):
         SpanMasker(0, 4)
@@ -236,6 +240,7 @@ def samples(draw):
     return spans, offsets
 
 
+@pytest.mark.once
 @settings(max_examples=50, deadline=None)
 @given(
     batch=st.lists(samples(), min_size=1, max_size=4),

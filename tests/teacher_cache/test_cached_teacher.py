@@ -151,6 +151,7 @@ def test_bfloat16_storage_is_close(tmp_path):
         np.testing.assert_allclose(got[name], expected[name], rtol=2e-2)
 
 
+@pytest.mark.large
 def test_fit_from_the_streamed_cache_without_a_teacher(tmp_path):
     teacher, student = _models()
     x, y, sample_weight = F.make_batch(batch=4)

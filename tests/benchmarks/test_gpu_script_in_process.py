@@ -1,0 +1,47 @@
+"""The GPU benchmark script's worker and table in this process.
+
+The everyday tier's check of `benchmarks/gpu_step_time.py`: its worker
+(tiny models, bfloat16, one step of KD only and full MTA) and its table,
+without the subprocess per backend. The full run, `--tiny` in a
+subprocess, is `tests/benchmarks/test_gpu_script.py` (the full tier).
+"""
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_step_time.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("gpu_step_time", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# One backend: the model code it drives is tested under every backend.
+@pytest.mark.once(backend="torch")
+def test_worker_and_table_in_process(tmp_path):
+    script = _script()
+    args = argparse.Namespace(
+        tiny=True,
+        budget_s=600.0,
+        variants="kd_only,full_mta",
+        steps=1,
+        warmup=1,
+        result=str(tmp_path / "result.json"),
+    )
+    script.worker(args)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["backend"] == keras.backend.backend()
+    assert result["tiny"] is True
+    for variant in ("kd_only", "full_mta"):
+        figures = result["variants"][variant]
+        assert figures["median_s"] > 0
+        assert figures["final_loss"] == figures["final_loss"]  # not NaN
+    assert "| full MTA (KD + DSA + HRA) |" in script.table([result])
