@@ -216,24 +216,39 @@ The progress bar and the history carry `unit_centroid` next to `ce`, `kd`,
 
 ![training curves](guide_outputs/writing_your_own_alignment_loss/training_curves.png)
 
-Your loss can also replace MTA's terms: `ablation="kd_only"` turns `L_MTA`
-off and keeps the custom losses.
+## Your loss is a term in the list
+
+The objective of a `DistillationModel` is a list of loss terms, each with
+its weight and metric names (as `keras.distillation.Distiller` takes
+`distillation_losses`). The short constructor above built it from
+`kd_ratio`, `mta_weight` and `alignment_losses`; your layer became an
+`AlignmentTerm` weighted by `kd_ratio * loss_weight`:
+"""
+
+for term in model.terms:
+    print(f"{term.name:>14}  weight {term.weight:.3f}  {term.metric_names}")
+
+"""
+Pass the list yourself to choose exactly what trains: an ablation is which
+terms you pass. Here the custom term alone (no CE, KD or MTA), to check
+that the gradient reaches the student.
 
 ## Check that the gradient reaches the student
 
-Train one batch with your term alone (no CE, KD or MTA): the student's
-weights must move, the teacher's must not. This check uses only Keras, so
-it runs as is under jax, torch and tensorflow.
+Train one batch with your term alone: the student's weights must move,
+the teacher's must not. This check uses only Keras, so it runs as is
+under jax, torch and tensorflow.
 """
 
 only_custom = keras_mta.DistillationModel(
     llama(4, 64),
     llama(2, 32),
     plan=plan,
-    kd_ratio=1.0,
-    use_kd=False,
-    ablation="kd_only",
-    alignment_losses=[UnitCentroidLoss([64, 64], name="unit_centroid")],
+    terms=[
+        keras_mta.models.terms.AlignmentTerm(
+            UnitCentroidLoss([64, 64], name="unit_centroid"), weight=1.0
+        ),
+    ],
 )
 only_custom.compile(optimizer=keras.optimizers.SGD(1.0))
 before = [w.numpy() for w in (only_custom.student.weights)]
