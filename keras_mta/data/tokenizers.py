@@ -7,6 +7,7 @@ import sys
 import keras_hub
 
 from keras_mta.imports import import_optional
+from keras_mta.utils.files import atomic_write
 
 
 def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
@@ -47,11 +48,7 @@ def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
             "train on more text."
         ) from None
     if proto_path is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(proto_path)), exist_ok=True)
-        tmp = f"{proto_path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(proto)
-        os.replace(tmp, proto_path)
+        atomic_write(proto_path, proto)
     return keras_hub.models.LlamaTokenizer(proto=proto)
 
 

@@ -17,6 +17,8 @@ import json
 import os
 import random
 
+from keras_mta.utils.files import atomic_write
+
 # name -> (habitat, food, movement, color, size, time of activity)
 CREATURES = {
     "red fox": (
@@ -366,10 +368,7 @@ def write_toy_dataset(directory, num_train=2000, num_valid=200, seed=0):
         ("valid", num_valid, seed + 1),
     ):
         path = os.path.join(directory, f"{split}.jsonl")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in make_rows(count, seed=split_seed):
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
+        rows = make_rows(count, seed=split_seed)
+        atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows))
         paths.append(path)
     return tuple(paths)

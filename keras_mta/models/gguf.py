@@ -35,6 +35,8 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_mta.utils.cache_dir import cache_dir
+
 logger = logging.getLogger(__name__)
 
 # Bump when the conversion changes, so that old cache entries are not used.
@@ -149,18 +151,10 @@ def resolve_gguf_handle(handle):
 
 
 def default_gguf_cache_dir():
-    """Where converted GGUF files are cached.
-
-    `$KERAS_MTA_CACHE_DIR/gguf` when set, otherwise
-    `$XDG_CACHE_HOME/keras-mta/gguf` (`~/.cache/keras-mta/gguf`).
-    """
-    root = os.environ.get("KERAS_MTA_CACHE_DIR")
-    if root:
-        return os.path.join(root, "gguf")
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache"
-    )
-    return os.path.join(xdg, "keras-mta", "gguf")
+    """Where converted GGUF files are cached:
+    `keras_mta.utils.cache_dir("gguf")` (`$KERAS_MTA_CACHE_DIR/gguf`, else
+    `~/.cache/keras-mta/gguf`)."""
+    return cache_dir("gguf")
 
 
 def file_sha256(path, chunk_size=1 << 20):

@@ -31,10 +31,11 @@ phrases, words], ...]}` (`phrases` and `words` are flat lists of
 import hashlib
 import json
 import os
-import uuid
 import warnings
 
 from keras_mta.preprocessing.statistics import SpanStatistics
+from keras_mta.utils.cache_dir import cache_dir
+from keras_mta.utils.files import atomic_write
 
 MAGIC = "keras-mta-spans"
 FORMAT_VERSION = 1
@@ -53,18 +54,9 @@ class _InvalidShard(ValueError):
 
 
 def default_cache_dir():
-    """The default span cache directory.
-
-    `$KERAS_MTA_CACHE_DIR/spans` when set, otherwise
-    `$XDG_CACHE_HOME/keras-mta/spans` (`~/.cache/keras-mta/spans`).
-    """
-    root = os.environ.get("KERAS_MTA_CACHE_DIR")
-    if root:
-        return os.path.join(root, "spans")
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache"
-    )
-    return os.path.join(xdg, "keras-mta", "spans")
+    """The default span cache directory: `keras_mta.utils.cache_dir("spans")`
+    (`$KERAS_MTA_CACHE_DIR/spans`, else `~/.cache/keras-mta/spans`)."""
+    return cache_dir("spans")
 
 
 def text_key(text):
@@ -158,38 +150,6 @@ def decode_shard(data, fingerprint):
     return entries
 
 
-def _atomic_write(path, data):
-    """Write bytes to `path` atomically: temp file, fsync, rename."""
-    directory = os.path.dirname(path)
-    temp = os.path.join(
-        directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex}.partial"
-    )
-    # os.open honours the umask (unlike mkstemp's 0600).
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.remove(temp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable where the platform allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 class SpanCache:
     """Phrase and word spans of texts, cached on disk.
 
@@ -280,14 +240,14 @@ class SpanCache:
         data = json.dumps(
             json.loads(self.fingerprint), indent=2, sort_keys=True
         )
-        _atomic_write(path, (data + "\n").encode("utf-8"))
+        atomic_write(path, (data + "\n").encode("utf-8"))
 
     def _write_shard(self, entries):
         os.makedirs(self.directory, exist_ok=True)
         self._write_settings()
         data = encode_shard(self.fingerprint, entries)
         name = f"{SHARD_PREFIX}{_digest(data)[:20]}{SHARD_SUFFIX}"
-        _atomic_write(os.path.join(self.directory, name), data)
+        atomic_write(os.path.join(self.directory, name), data)
 
     def get_or_compute(self, texts, progress=None):
         """Span dicts of `texts`, from the cache or chunked and cached.

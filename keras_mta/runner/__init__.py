@@ -41,7 +41,6 @@ from keras_mta.runner.data import load_data
 from keras_mta.runner.data import span_cache_of
 from keras_mta.runner.data import truncate_prompts
 from keras_mta.runner.datasets import Datasets
-from keras_mta.runner.datasets import check_statistics
 from keras_mta.runner.models import load_model
 from keras_mta.runner.models import load_models
 from keras_mta.runner.models import make_plan

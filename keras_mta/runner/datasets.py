@@ -80,14 +80,13 @@ class Datasets:
         full = len(self.train_examples) // self.batch_size or 1
         self.steps_per_epoch = min(full, self.cap or full)
 
-    def _prepare(self, recipe, examples, split):
+    def _prepare(self, examples, split):
         arrays = _materialize(
             self.preprocessor.prepare_dataset(
                 examples, batch_size=256, name=split
             )
         )
         statistics = self.preprocessor.statistics
-        check_statistics(recipe, split, statistics)
         return arrays, statistics
 
     def training_dataset(self, cache=None):
@@ -137,20 +136,6 @@ class Datasets:
             "train_prompts_cut": self.train_prompts_cut,
             "valid_prompts_cut": self.valid_prompts_cut,
         }
-
-
-def check_statistics(recipe, split, statistics):
-    """The one place where the preprocessing statistics of each split are
-    checked before anything trains on them.
-
-    Args:
-        recipe: the run's `keras_mta.Recipe` (which variants align units).
-        split: `"train"` or `"valid"`.
-        statistics: the `PreprocessingStatistics` of that split.
-    """
-    # MERGE POINT: the dataset-wide "a unit kind keeps no unit" check of
-    # the preprocessing statistics (issue 16, item 6) is called here.
-    del recipe, split, statistics
 
 
 def _materialize(dataset):

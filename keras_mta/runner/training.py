@@ -153,6 +153,11 @@ def distill_variant(
         plan,
         datasets.steps_per_epoch * epochs,
     )
+    # The whole dataset must hold every unit kind the model's terms align
+    # (otherwise their loss is a silent 0): checked over the statistics of
+    # the preprocessing, not by peeking at one batch.
+    datasets.train_statistics.check_units(model.unit_keys, name="train")
+    datasets.valid_statistics.check_units(model.unit_keys, name="valid")
     source = " from the teacher cache" if from_cache else ""
     say(f"training the student: {variant}{source}")
     history, seconds = timed(

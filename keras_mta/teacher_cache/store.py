@@ -24,19 +24,11 @@ import shutil
 
 import numpy as np
 
+from keras_mta.utils.files import atomic_write
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 STORAGE_DTYPES = ("bfloat16", "float16", "float32")
-
-
-def _atomic_write(path, write):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _itemsize(dtype):
@@ -202,7 +194,7 @@ class TeacherCache:
             with open(tmp, "w") as f:
                 json.dump(self._manifest, f, indent=1)
 
-        _atomic_write(os.path.join(self.directory, MANIFEST), write)
+        atomic_write(os.path.join(self.directory, MANIFEST), write)
 
     # === Properties ===
 
@@ -318,7 +310,7 @@ class TeacherCache:
             with open(tmp, "wb") as f:
                 np.savez(f, **encoded)
 
-        _atomic_write(self._chunk_path(index), write)
+        atomic_write(self._chunk_path(index), write)
         done = set(self._manifest["chunks_done"])
         done.add(int(index))
         self._manifest["chunks_done"] = sorted(done)

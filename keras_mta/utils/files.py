@@ -8,7 +8,8 @@ def atomic_write(path, content):
     """Write `content` to `path` atomically (temporary file, then rename).
 
     The temporary file sits beside `path` (same file system, so the rename
-    is atomic) and ends with the same extension, so writers that infer a
+    is atomic), hidden (its name starts with a dot), and ends with the same
+    extension, so writers that infer a
     format from the name (`savefig`, `np.save`) write the right one. On an
     error the temporary file is removed and `path` is left as it was.
 
@@ -29,8 +30,15 @@ def atomic_write(path, content):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    extension = os.path.splitext(path)[1]
-    temp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{extension}"
+    name = os.path.basename(path)
+    extension = os.path.splitext(name)[1]
+    # Hidden (a leading dot), so that readers listing the directory for
+    # files of a prefix (span-cache shards, teacher-cache chunks) never see
+    # a half-written one.
+    temp = os.path.join(
+        directory,
+        f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{extension}",
+    )
     try:
         if callable(content):
             content(temp)
