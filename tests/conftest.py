@@ -16,6 +16,7 @@ Two tiers, as in keras-hub:
 
 import gc
 import os
+import zlib
 
 import keras
 import numpy as np
@@ -24,9 +25,8 @@ import pytest
 # `scripts/test.sh` runs the suite once per backend and lists them here
 # (e.g. "jax torch tensorflow"). A test marked `once` runs in one of those
 # processes only: under `@pytest.mark.once(backend="torch")` in the torch
-# process, under a plain `@pytest.mark.once` in the first one (a backend
-# that is not in the list falls back to the first). Unset (plain
-# `pytest`), every test runs.
+# process, under a plain `@pytest.mark.once` in one picked by the test's
+# file (see `once_backend`). Unset (plain `pytest`), every test runs.
 TEST_BACKENDS = os.environ.get("KERAS_MTA_TEST_BACKENDS", "").split()
 
 # The tier markers, smallest first: a test runs when its tier is asked for.
@@ -80,10 +80,18 @@ def tiers_to_run(config):
     return run
 
 
-def once_backend(marker):
-    """The backend whose test process runs a test marked `marker`."""
+def once_backend(marker, module):
+    """The backend whose test process runs a test marked `marker`.
+
+    The given backend when it is in the list; otherwise one picked by a
+    stable hash of the test's file, so that the backend-independent tests
+    spread over the processes (which `scripts/test.sh` runs side by side)
+    instead of all landing in the first.
+    """
     preferred = marker.kwargs.get("backend")
-    return preferred if preferred in TEST_BACKENDS else TEST_BACKENDS[0]
+    if preferred in TEST_BACKENDS:
+        return preferred
+    return TEST_BACKENDS[zlib.crc32(module.encode()) % len(TEST_BACKENDS)]
 
 
 def item_tier(item):
@@ -127,7 +135,7 @@ def pytest_collection_modifyitems(config, items):
         marker = item.get_closest_marker("once")
         if marker is None or not TEST_BACKENDS:
             continue
-        home = once_backend(marker)
+        home = once_backend(marker, item.nodeid.split("::")[0])
         if home != current:
             item.add_marker(
                 pytest.mark.skip(

@@ -103,6 +103,9 @@ def test_results_table_and_files(tmp_path):
     assert "| student (MTA) | - |" in open(md_path).read()
 
 
+# About 80 s (a fit and six seeds of generation); the default run of the
+# full tier's CLI test shows the same output.
+@pytest.mark.large
 def test_fit_and_generation_print_no_warning_a_user_cannot_act_on(caplog):
     import logging
     import warnings

@@ -28,7 +28,10 @@ with open(parity_cases.VALUES_PATH) as _f:
 
 
 # The cases of the everyday tier; the others are marked `large`.
-EVERYDAY = ("full", "sft_only", "custom_alignment", "cached_teacher")
+# (`custom_alignment` is covered everyday by
+# tests/models/test_distillation_alignment_losses.py, `sft_only` by
+# test_distillation_model.py's SFT tests.)
+EVERYDAY = ("full", "cached_teacher")
 
 
 def _case(name):

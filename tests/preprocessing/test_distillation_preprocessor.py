@@ -180,6 +180,9 @@ def packed(ids, length, start, end, pad):
     return row[:-1], mask[:-1], row[1:]
 
 
+# A whole real file (about 35 s); the same tf.data path runs on small
+# batches in the everyday tier (test_map_then_batch_*, test_statistics_*).
+@pytest.mark.large
 @pytest.mark.once  # inside tf.data the layer runs on TensorFlow
 def test_whole_selfinst_file_byte_pair_in_tf_data(selfinst_spans):
     """The whole SelfInst file, real spaCy units, through tf.data (batch,

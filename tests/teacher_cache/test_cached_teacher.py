@@ -71,9 +71,13 @@ def _live_and_cached(teacher, student, cache, **kwargs):
     "kwargs",
     [
         {},
-        {"divergence": "reverse_kl", "temperature": 2.0},
-        {"divergence": "jensen_shannon"},
-        {"units": "phrase"},
+        # The other settings (about 15 s each) in the full tier.
+        pytest.param(
+            {"divergence": "reverse_kl", "temperature": 2.0},
+            marks=pytest.mark.large,
+        ),
+        pytest.param({"divergence": "jensen_shannon"}, marks=pytest.mark.large),
+        pytest.param({"units": "phrase"}, marks=pytest.mark.large),
     ],
 )
 def test_full_vocabulary_cache_gives_the_live_loss(tmp_path, kwargs):
