@@ -70,11 +70,11 @@ class Datasets:
         self.drop_remainder = len(self.train_examples) >= self.batch_size
         say("spans and tokens of the training data")
         self.train_arrays, self.train_statistics = self._prepare(
-            recipe, self.train_examples, "train"
+            self.train_examples, "train"
         )
         say("spans and tokens of the validation data")
         self.valid_arrays, self.valid_statistics = self._prepare(
-            recipe, self.valid_examples, "valid"
+            self.valid_examples, "valid"
         )
         self.valid = self.validation_dataset()
         full = len(self.train_examples) // self.batch_size or 1
