@@ -6,14 +6,31 @@ keras-hub and one backend only. The other names load on first use
 `data`) import TensorFlow, tensorflow-text and spaCy when they are used.
 """
 
+import os as _os
+import sys as _sys
+
+# The `keras-mta` command (its console script, or `python -m
+# keras_mta.cli.main`, while Python imports this package as the parent of
+# the module it runs): TensorFlow starts here with its native start-up lines
+# filtered out (keras-hub imports TensorFlow when it is installed, so this
+# comes before the imports below; see keras_mta/utils/native_logs.py). A
+# program that imports keras_mta is left alone.
+_COMMAND = ("keras-mta", "keras-mta.exe")
+if _sys.argv and (
+    _os.path.basename(_sys.argv[0]) in _COMMAND or _sys.argv[0] == "-m"
+):
+    from keras_mta.utils.native_logs import start_tensorflow_quietly
+
+    start_tensorflow_quietly()
+
 # The model side (keras and keras-hub only) comes with the package, so that
 # its serializable classes are registered for `keras.saving` and keras-hub's
 # `from_preset` (DistillationModel, the alignment losses, the divergences,
 # the tokenizer of presets converted from GGUF) and the cached teacher
 # source; the rest loads on first use.
-from keras_mta import models as models
-from keras_mta import teacher_cache as teacher_cache
-from keras_mta.imports import lazy_exports as _lazy_exports
+from keras_mta import models as models  # noqa: E402 (after the above)
+from keras_mta import teacher_cache as teacher_cache  # noqa: E402
+from keras_mta.imports import lazy_exports as _lazy_exports  # noqa: E402
 
 __version__ = "0.1.0.dev0"
 

@@ -29,7 +29,7 @@ def test_teacher_cache_then_distill_from_it(tmp_path):
     stdout = run_cli(
         ["teacher-cache", "tiny-cpu", *overrides, "--output-dir", str(out)],
         tmp_path / "spans",
-    )
+    ).stdout
     # The size is reported before writing, then both splits are complete.
     assert "to write)" in stdout
     caches = sorted((out / "teacher_caches").iterdir())
@@ -43,7 +43,7 @@ def test_teacher_cache_then_distill_from_it(tmp_path):
     stdout = run_cli(
         ["distill", "tiny-cpu", *overrides, "--output-dir", str(out)],
         tmp_path / "spans",
-    )
+    ).stdout
     # Same teacher, data, plan and settings: reused, nothing rewritten.
     assert stdout.count("(0 of ") >= 2
     assert "training the student: kd from the teacher cache" in stdout
