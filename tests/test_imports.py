@@ -210,8 +210,12 @@ def _run(script, backend):
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+# Everyday under torch; the jax subprocess (the same script, about a minute
+# of compiling) is in the full tier.
 @pytest.mark.once
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize(
+    "backend", [pytest.param("jax", marks=pytest.mark.large), "torch"]
+)
 def test_model_trains_without_tensorflow_or_spacy(backend):
     result = _run(TRAIN, backend)
     assert result["backend"] == backend

@@ -12,6 +12,9 @@ from keras_mta.recipe import load_recipe
 from tests.tiny_models import tiny_gpt2_causal_lm
 
 
+# Layer counts and plans do not depend on the backend (building the deep
+# models costs seconds a recipe): one backend.
+@pytest.mark.once
 @pytest.mark.parametrize(
     "name", sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
 )

@@ -118,6 +118,11 @@ def test_second_pass_does_not_call_spacy(
         SpanCache(tmp_path, chunker=fresh).get_or_compute(["Not cached."])
 
 
+# A fresh interpreter (about a minute under load); everyday,
+# test_second_pass_does_not_call_spacy checks that reading a complete cache
+# never calls spaCy, and tests/test_imports.py that the package imports
+# without it.
+@pytest.mark.large
 def test_complete_cache_is_read_without_importing_spacy(
     chunker, texts, expected, tmp_path
 ):
