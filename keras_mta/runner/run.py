@@ -56,6 +56,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
         with plots in the output directory.
     """
     start = time.perf_counter()
+    recipe.validate(check_files=True)  # before any stage runs
     output_dir = output_dir or output_dir_of(recipe)
     say(f"recipe {recipe.name} -> {output_dir}")
     with Settings(recipe.training):
@@ -178,6 +179,7 @@ def run_teacher_cache(recipe, tiny=False, output_dir=None):
 
     Returns `{"train": TeacherCache, "valid": TeacherCache}`.
     """
+    recipe.validate(check_files=True)  # before any stage runs
     with Settings(recipe.training):
         run = setup_run(recipe, tiny=tiny, output_dir=output_dir)
         caches = build_teacher_caches(
@@ -192,6 +194,7 @@ def run_train_teacher(recipe, tiny=False, output_dir=None):
     """Supervised fine-tuning of a recipe's teacher (`keras-mta
     train-teacher`); saves it as a keras-hub preset in
     `output_dir/teacher_preset` and returns a results dict."""
+    recipe.validate(check_files=True)  # before any stage runs
     epochs = recipe.training.teacher_epochs or recipe.training.epochs
     recipe = dataclasses.replace(
         recipe,
