@@ -607,7 +607,10 @@ def _joint_problems(recipe, bad):
     if ok(*plan_fields, *models):
         problems += _plan_problems(recipe)
     student_init = ("student_init", "student_init_layers")
-    if ok(*models, *(f"{r}.{f}" for r in models for f in student_init)):
+    if ok(
+        *models,
+        *(f"{r}.{f}" for r in ("teacher", "student") for f in student_init),
+    ):
         try:
             _validate_student_init(recipe)
         except RecipeError as e:
