@@ -538,7 +538,11 @@ def _build(cls, data, prefix, problems):
     return cls(**kwargs)
 
 
-def _field_problems(obj, cls, prefix, bad):
+# How to fix a field of a recipe (`{path}`: the field's path).
+RECIPE_FIX = "in the recipe or with --set {path}=VALUE"
+
+
+def _field_problems(obj, cls, prefix, bad, fix=RECIPE_FIX):
     """Problems of each field of `obj` (a `cls`) against its rule; the
     paths of bad fields are added to `bad`."""
     problems = []
@@ -551,7 +555,9 @@ def _field_problems(obj, cls, prefix, bad):
         annotation = hints[f.name]
         if dataclasses.is_dataclass(annotation):
             if isinstance(value, annotation):
-                problems += _field_problems(value, annotation, path + ".", bad)
+                problems += _field_problems(
+                    value, annotation, path + ".", bad, fix
+                )
             else:
                 bad.add(path)
                 problems.append(
@@ -564,10 +570,29 @@ def _field_problems(obj, cls, prefix, bad):
             bad.add(path)
             problems.append(
                 f"{path} must be {rule.allowed}, got {value!r}. Fix: set "
-                f"{path} in the recipe or with --set {path}=VALUE (default "
+                f"{path} {fix.format(path=path)} (default "
                 f"{_default_of(f)!r})."
             )
     return problems
+
+
+def validate_table(table, prefix, fix=RECIPE_FIX):
+    """Check one table of a recipe on its own (e.g. the `EvaluationSpec`
+    that `keras-mta evaluate` builds from its flags).
+
+    Args:
+        table: a `ModelSpec`, `DataSpec`, `PlanSpec`, `DistillationSpec`,
+            `TrainingSpec` or `EvaluationSpec`.
+        prefix: its name in a recipe (`"evaluation"`), for the messages.
+        fix: how to set a field, with `{path}` for the field's path.
+
+    Raises:
+        RecipeError: every field that breaks its rule.
+    """
+    problems = _field_problems(table, type(table), prefix + ".", set(), fix)
+    if problems:
+        raise RecipeError(_report(problems))
+    return table
 
 
 def recipe_problems(recipe, check_files=False):

@@ -431,3 +431,18 @@ def test_cli_refuses_a_bad_override_before_any_stage(tmp_path, capsys):
         capsys.readouterr().err
     )
     assert not out.exists()
+
+
+def test_evaluate_refuses_a_bad_protocol_before_loading_the_model(capsys):
+    from keras_mta.cli.main import main
+
+    args = ["evaluate", "no/such/preset", "--data", "valid"]
+    assert main(args + ["--temperature", "0", "--seeds", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert "The recipe has 2 problems" in err
+    assert "evaluation.temperature must be a finite number > 0, got 0.0" in err
+    assert "evaluation.seeds must be a list" in err
+    assert "keras-mta evaluate's flag of that name" in err
+    # A good protocol goes on to load the model (and names its problem).
+    assert main(args) == 1
+    assert "preset" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from keras_mta.evaluation.datasets import evaluation_sets
 from keras_mta.evaluation.datasets import rouge_scores
 from keras_mta.models.gguf import save_tied_preset
 from keras_mta.models.variants import ABLATION_TERMS
+from keras_mta.recipe import validate_table
 from keras_mta.runner.models import load_model
 from keras_mta.runner.plots import measure_trajectory
 from keras_mta.runner.plots import write_plots
@@ -29,6 +30,9 @@ from keras_mta.runner.training import train_teacher
 from keras_mta.runner.training import validation_loss
 from keras_mta.utils import atomic_write
 from keras_mta.utils import say
+
+# How to fix a field of `run_evaluate`'s protocol (`keras-mta evaluate`).
+EVALUATE_FIX = "with keras-mta evaluate's flag of that name (`_` as `-`)"
 
 
 def _model_entry(name, role, model, valid_loss, seconds, rouge):
@@ -232,6 +236,7 @@ def run_evaluate(preset, datasets, protocol, output=None):
     Returns:
         `{dataset: EvaluationResult.to_dict()}`.
     """
+    validate_table(protocol, "evaluation", fix=EVALUATE_FIX)
     model = load_model(preset)
     sets = evaluation_sets(datasets, limit=protocol.max_examples)
     results = rouge_scores(protocol, model, sets, preset)
