@@ -6,6 +6,12 @@ optimizer and schedule, precision, distribution and evaluation. The
 `keras-mta` command and the Python API read recipes through `load_recipe`
 and nothing else, so the defaults below are the only defaults.
 
+Every field carries a rule (`keras_mta.recipe_rules`): `load_recipe`
+checks all of them, overrides included, and the fields taken together,
+and reports every problem at once in one `RecipeError`; the runner checks
+a recipe again, with the files it reads, before any stage
+(`Recipe.validate`).
+
 ```python
 recipe = keras_mta.load_recipe(
     "recipes/gpt2-1.5b-to-gpt2-120m.toml",
@@ -21,22 +27,106 @@ import tomllib
 import typing
 from pathlib import Path
 
+from keras_mta.data.loaders import HUB_PREFIX
+from keras_mta.data.loaders import SCHEMAS
+from keras_mta.data.toy_world import TOY_WORLD
+from keras_mta.models.alignment_plan import AlignmentPlan
 from keras_mta.models.variants import ABLATIONS
 from keras_mta.models.variants import DIVERGENCES
 from keras_mta.models.variants import VARIANT_ALIASES
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import variant_names
+from keras_mta.recipe_rules import TYPE_RULES
+from keras_mta.recipe_rules import ListOf
+from keras_mta.recipe_rules import Number
+from keras_mta.recipe_rules import Of
+from keras_mta.recipe_rules import OneOf
+from keras_mta.recipe_rules import RecipeError
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
-def _field(default, help, **kwargs):
+# Keras dtype policies a run may use (`training.precision`).
+PRECISIONS = ("float32", "mixed_bfloat16", "bfloat16", "mixed_float16")
+# Data that keras-mta makes itself, named in `data.train` / `data.valid`.
+BUILTIN_DATA = (TOY_WORLD,)
+
+
+def _tokenizer_ok(value):
+    if not value:
+        return True
+    kind, _, size = value.partition(":")
+    return kind == "sentencepiece" and size.isdigit() and int(size) >= 1
+
+
+def _output_dir_ok(value):
+    try:
+        return bool(value.format(name="run"))
+    except (KeyError, IndexError, ValueError):
+        return False
+
+
+def _architecture_ok(value):
+    layers = value.get("num_layers", 1)
+    return isinstance(value.get("class", ""), str) and Number(
+        1, integer=True
+    ).accepts(layers)
+
+
+def _variants_ok(value):
+    try:
+        return bool(variant_names(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# Rules shared by several fields (see `keras_mta.recipe_rules`).
+INDEX = Number(0, integer=True)
+FRACTION = Number(
+    0,
+    1,
+    low_open=True,
+    high_open=True,
+    note="as the divergences accept; at 0 or 1 the mixture degenerates",
+)
+DATA_FILE = Of(
+    str,
+    "a JSONL path that exists, an `hf://datasets/OWNER/NAME/FILE.jsonl` "
+    f"file or {', '.join(BUILTIN_DATA)} (empty only until a run starts)",
+    lambda v: not v.startswith("builtin:") or v in BUILTIN_DATA,
+)
+TOKENIZER = Of(str, "empty or `sentencepiece:N` with N >= 1", _tokenizer_ok)
+ARCHITECTURE = Of(
+    dict,
+    "a table with a string `class` and, if given, `num_layers` an integer >= 1",
+    _architecture_ok,
+)
+VARIANT_LIST = Of(
+    list,
+    f"a non-empty list of variants from {list(VARIANTS)} (older names "
+    f"{sorted(VARIANT_ALIASES)} are read as these)",
+    _variants_ok,
+)
+OUTPUT_DIR = Of(
+    str,
+    "a non-empty directory path (`{name}` is replaced by the recipe's name)",
+    _output_dir_ok,
+)
+EVALUATION_SET = Of(
+    str,
+    "`valid`, a JSONL path, an `hf://datasets/...` file or an evaluation "
+    "set name (checked to exist when a run starts)",
+    bool,
+)
+NAME = Of(str, "a non-empty string", bool)
+
+
+def _field(default, help, rule=None):
+    metadata = {"help": help, "rule": rule}
     if isinstance(default, (list, dict)):
         factory = (lambda d: lambda: type(d)(d))(default)
-        return dataclasses.field(
-            default_factory=factory, metadata={"help": help}, **kwargs
-        )
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
@@ -54,6 +144,7 @@ class ModelSpec:
         '"GPT2Backbone"`, `num_layers = 12`, ...): the preset\'s real '
         "shape, used to build the model from config without a download "
         "(tests, benchmarks) and to check the plan against the layer count.",
+        rule=ARCHITECTURE,
     )
     student_init: str = _field(
         "random",
@@ -61,12 +152,14 @@ class ModelSpec:
         "`teacher_subset` (copy the teacher's embeddings, final norm and "
         "the blocks of `student_init_layers`; same backbone class and "
         "widths as the teacher, fewer layers).",
+        rule=OneOf(("random", "teacher_subset")),
     )
     student_init_layers: list = _field(
         [],
         "students only: 0-based teacher block indices, one per student "
         "block, for `teacher_subset` (empty: evenly spaced, first and last "
         "included).",
+        rule=ListOf(INDEX),
     )
 
     @property
@@ -84,26 +177,43 @@ class DataSpec:
         "",
         "training data: a JSONL path or hf://datasets/OWNER/NAME/FILE.jsonl "
         "(Dolly, prompt/completion or self-instruct schema).",
+        rule=DATA_FILE,
     )
-    valid: str = _field("", "validation data: a JSONL path.")
+    valid: str = _field("", "validation data: a JSONL path.", rule=DATA_FILE)
     schema: str = _field(
-        "auto", "auto, dolly, prompt_completion or self_instruct."
+        "auto",
+        "row schema of the data files (auto: read from the first row).",
+        rule=OneOf(("auto",) + SCHEMAS),
     )
     on_error: str = _field(
-        "skip", "malformed rows: `skip` (counted and reported) or `raise`."
+        "skip",
+        "malformed rows: `skip` (counted and reported) or `raise`.",
+        rule=OneOf(("skip", "raise")),
     )
-    max_examples: int = _field(0, "use at most this many examples (0: all).")
+    max_examples: int = _field(
+        0,
+        "use at most this many examples (0: all).",
+        rule=Number(0, integer=True, note="0: all"),
+    )
     sequence_length: int = _field(
-        256, "tokens per example (prompt + response), padded or truncated."
+        256,
+        "tokens per example (prompt + response), padded or truncated.",
+        rule=Number(2, integer=True),
     )
     max_prompt_length: int = _field(
-        128, "prompts are cut to this many tokens before the response."
+        128,
+        "prompts are cut to this many tokens before the response.",
+        rule=Number(1, integer=True),
     )
     max_word_units: int = _field(
-        64, "word units kept per example (more are dropped and counted)."
+        64,
+        "word units kept per example (more are dropped and counted).",
+        rule=Number(1, integer=True),
     )
     max_phrase_units: int = _field(
-        32, "phrase units kept per example (more are dropped and counted)."
+        32,
+        "phrase units kept per example (more are dropped and counted).",
+        rule=Number(1, integer=True),
     )
     span_cache: str = _field(
         "",
@@ -115,6 +225,7 @@ class DataSpec:
         "empty: the teacher preset's tokenizer (shared with the "
         "student); `sentencepiece:N`: train an N-piece SentencePiece "
         "tokenizer on the training text (models built from architectures).",
+        rule=TOKENIZER,
     )
     spacy_pipeline: str = _field(
         "",
@@ -131,22 +242,30 @@ class PlanSpec:
         [],
         "teacher hidden-state indices (0 = embeddings, L = final norm); "
         "empty: the default plan.",
+        rule=ListOf(INDEX),
     )
     student_layers: list = _field(
-        [], "student hidden-state indices, one per teacher index."
+        [],
+        "student hidden-state indices, one per teacher index.",
+        rule=ListOf(INDEX),
     )
     word_pairs: int = _field(
         1,
         "how many of the lowest pairs align word units (the others: phrases).",
+        rule=Number(0, integer=True),
     )
-    hra_scale: float = _field(0.1, "weight of HRA inside each pair.")
+    hra_scale: float = _field(
+        0.1, "weight of HRA inside each pair.", rule=Number(0)
+    )
     entropy_weighting: bool = _field(
         False,
         "weight units and HRA tokens by teacher confidence "
         "`1 - H(p_T) / log V` instead of attention importance.",
     )
     num_pairs: int = _field(
-        3, "pairs of the default plan when no layers are given."
+        3,
+        "pairs of the default plan when no layers are given.",
+        rule=Number(1, integer=True),
     )
 
 
@@ -156,21 +275,32 @@ class DistillationSpec:
 
     divergence: str = _field(
         "forward_kl",
-        "forward_kl, reverse_kl, jensen_shannon, "
-        "total_variation, skew_forward_kl or skew_reverse_kl.",
+        "the KD divergence (names: keras_mta.models.variants.DIVERGENCES).",
+        rule=OneOf(DIVERGENCES),
     )
-    skew: float = _field(0.1, "skew of the skewed KL divergences.")
-    beta: float = _field(0.5, "mixing weight of jensen_shannon.")
-    temperature: float = _field(1.0, "temperature of the divergence.")
+    skew: float = _field(
+        0.1, "skew of the skewed KL divergences.", rule=FRACTION
+    )
+    beta: float = _field(0.5, "mixing weight of jensen_shannon.", rule=FRACTION)
+    temperature: float = _field(
+        1.0, "temperature of the divergence.", rule=Number(0, low_open=True)
+    )
     kd_ratio: float = _field(
-        0.5, "loss = (1 - kd_ratio) CE + kd_ratio (KD + mta_weight L_MTA)."
+        0.5,
+        "loss = (1 - kd_ratio) CE + kd_ratio (KD + mta_weight L_MTA).",
+        rule=Number(0, 1),
     )
-    mta_weight: float = _field(2.0, "weight of L_MTA; 0 is plain KD.")
+    mta_weight: float = _field(
+        2.0,
+        "weight of L_MTA; 0 is plain KD.",
+        rule=Number(0, note="0: plain KD"),
+    )
     ablation: str = _field(
         "",
         "empty (full MTA), kd_only, sft_only, dsa_only, hra_only, "
         "word_units_only or phrase_units_only: the loss terms of the `mta` "
         "variant.",
+        rule=OneOf(("",) + ABLATIONS),
     )
     compare: list = _field(
         ["mta"],
@@ -178,6 +308,7 @@ class DistillationSpec:
         "kd, kd_dsa, kd_hra, mta, mta_word_units, mta_phrase_units (older "
         "names dsa_only, hra_only, word_units_only, phrase_units_only, "
         "kd_only, full_mta are read as these).",
+        rule=VARIANT_LIST,
     )
     teacher_cache: str = _field(
         "",
@@ -186,12 +317,14 @@ class DistillationSpec:
         "its stored signals; empty: the live teacher at every step.",
     )
     top_k: int = _field(
-        64, "teacher tokens kept per position in a teacher cache."
+        64,
+        "teacher tokens kept per position in a teacher cache.",
+        rule=Number(1, integer=True),
     )
     teacher_cache_dtype: str = _field(
         "bfloat16",
-        "storage precision of cached hidden states: bfloat16, float16 or "
-        "float32.",
+        "storage precision of cached hidden states.",
+        rule=OneOf(("bfloat16", "float16", "float32")),
     )
 
 
@@ -199,31 +332,64 @@ class DistillationSpec:
 class TrainingSpec:
     """Optimizer, schedule and run settings."""
 
-    optimizer: str = _field("adamw", "adamw or adam.")
-    learning_rate: float = _field(1e-4, "peak learning rate.")
-    schedule: str = _field("cosine", "cosine or constant.")
-    warmup_steps: int = _field(0, "linear warm-up steps.")
-    weight_decay: float = _field(0.01, "AdamW weight decay.")
-    clip_norm: float = _field(1.0, "global gradient-norm clip (0: none).")
-    batch_size: int = _field(16, "examples per step.")
-    epochs: int = _field(5, "passes over the training data.")
+    optimizer: str = _field(
+        "adamw", "the optimizer.", rule=OneOf(("adamw", "adam"))
+    )
+    learning_rate: float = _field(
+        1e-4, "peak learning rate.", rule=Number(0, low_open=True)
+    )
+    schedule: str = _field(
+        "cosine", "learning-rate schedule.", rule=OneOf(("cosine", "constant"))
+    )
+    warmup_steps: int = _field(
+        0, "linear warm-up steps.", rule=Number(0, integer=True)
+    )
+    weight_decay: float = _field(0.01, "AdamW weight decay.", rule=Number(0))
+    clip_norm: float = _field(
+        1.0,
+        "global gradient-norm clip (0: none).",
+        rule=Number(0, note="0: no clipping"),
+    )
+    batch_size: int = _field(
+        16, "examples per step.", rule=Number(1, integer=True)
+    )
+    epochs: int = _field(
+        5, "passes over the training data.", rule=Number(1, integer=True)
+    )
     teacher_epochs: int = _field(
         0,
         "supervised fine-tuning epochs of the teacher before "
         "distillation (0: use the teacher as loaded).",
+        rule=Number(0, integer=True, note="0: no fine-tuning"),
     )
     teacher_learning_rate: float = _field(
-        1e-4, "peak learning rate of the teacher's fine-tuning."
+        1e-4,
+        "peak learning rate of the teacher's fine-tuning.",
+        rule=Number(0, low_open=True),
     )
-    steps_per_epoch: int = _field(0, "cap on steps per epoch (0: all).")
+    steps_per_epoch: int = _field(
+        0,
+        "cap on steps per epoch (0: all).",
+        rule=Number(0, integer=True, note="0: all"),
+    )
     precision: str = _field(
-        "float32", "Keras dtype policy: float32, mixed_bfloat16, bfloat16."
+        "float32",
+        "Keras dtype policy.",
+        rule=OneOf(PRECISIONS),
     )
     distribution: str = _field(
-        "none", "none or data_parallel (keras.distribution, JAX)."
+        "none",
+        "data_parallel: keras.distribution (JAX only).",
+        rule=OneOf(("none", "data_parallel")),
     )
-    seed: int = _field(42, "seed of initialisation, shuffling, dropout.")
-    output_dir: str = _field("runs/{name}", "where results are written.")
+    seed: int = _field(
+        42,
+        "seed of initialisation, shuffling, dropout.",
+        rule=Number(0, 2**32 - 1, integer=True),
+    )
+    output_dir: str = _field(
+        "runs/{name}", "where results are written.", rule=OUTPUT_DIR
+    )
 
 
 @dataclasses.dataclass
@@ -234,20 +400,37 @@ class EvaluationSpec:
         [],
         "scored after training: JSONL paths (any supported schema) or "
         "`valid` (the recipe's validation data).",
+        rule=ListOf(EVALUATION_SET),
     )
-    seeds: list = _field([10, 20, 30, 40, 50], "sampling seeds.")
-    max_new_tokens: int = _field(384, "most new tokens per response.")
-    batch_size: int = _field(8, "prompts per generate call.")
-    max_examples: int = _field(0, "score at most this many prompts (0: all).")
-    temperature: float = _field(1.0, "sampling temperature.")
-    top_p: float = _field(1.0, "nucleus sampling mass.")
+    seeds: list = _field(
+        [10, 20, 30, 40, 50],
+        "sampling seeds.",
+        rule=ListOf(Number(0, integer=True), min_length=1),
+    )
+    max_new_tokens: int = _field(
+        384, "most new tokens per response.", rule=Number(1, integer=True)
+    )
+    batch_size: int = _field(
+        8, "prompts per generate call.", rule=Number(1, integer=True)
+    )
+    max_examples: int = _field(
+        0,
+        "score at most this many prompts (0: all).",
+        rule=Number(0, integer=True, note="0: all"),
+    )
+    temperature: float = _field(
+        1.0, "sampling temperature.", rule=Number(0, low_open=True)
+    )
+    top_p: float = _field(
+        1.0, "nucleus sampling mass.", rule=Number(0, 1, low_open=True)
+    )
 
 
 @dataclasses.dataclass
 class Recipe:
     """A full description of a distillation run."""
 
-    name: str = _field("run", "a short name for the run.")
+    name: str = _field("run", "a short name for the run.", rule=NAME)
     description: str = _field("", "what the run is.")
     teacher: ModelSpec = dataclasses.field(
         default_factory=ModelSpec, metadata={"help": "the teacher."}
@@ -271,37 +454,65 @@ class Recipe:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def validate(self, check_files=False):
+        """Check every field against its rule, and the fields together.
 
-class RecipeError(ValueError):
-    """A recipe that cannot be used, with what to change."""
+        `load_recipe` calls it; so do the runner's entry points
+        (`keras_mta.runner.run_distill`, `run_teacher_cache`,
+        `run_train_teacher`) with `check_files=True`, before any stage,
+        so that a recipe built or changed in Python is checked too.
+
+        Args:
+            check_files: also check that the files a run reads exist
+                (`data.train`, `data.valid`, `evaluation.datasets`);
+                `load_recipe` leaves this to the run, so that a shipped
+                recipe whose data is not downloaded yet still loads.
+
+        Returns:
+            The recipe (older variant names in `distillation.compare` read
+            as today's).
+
+        Raises:
+            RecipeError: every problem found, each with the field, the
+                value, what is allowed and how to fix it.
+        """
+        problems = recipe_problems(self, check_files=check_files)
+        if problems:
+            raise RecipeError(_report(problems))
+        return self
 
 
-def _check_type(path, value, annotation):
-    if annotation is bool:
-        ok = isinstance(value, bool)
-    elif annotation is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif annotation is str:
-        ok = isinstance(value, str)
-    elif annotation is list:
-        ok = isinstance(value, list)
-    elif annotation is dict:
-        ok = isinstance(value, dict)
-    else:
-        ok = True
-    if not ok:
-        raise RecipeError(
-            f"{path} must be of type {annotation.__name__}, got {value!r}."
-        )
-    return value
+def _report(problems):
+    if len(problems) == 1:
+        return problems[0]
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"The recipe has {len(problems)} problems:\n{lines}"
 
 
-def _build(cls, data, prefix):
+def _default_of(f):
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _rule_of(f, annotation):
+    if f.metadata.get("rule") is not None:
+        return f.metadata["rule"]
+    if annotation is float:
+        return Number()
+    if annotation is int:
+        return Number(integer=True)
+    return TYPE_RULES[annotation]
+
+
+def _build(cls, data, prefix, problems):
+    """`cls(**data)` with unknown fields and non-tables recorded in
+    `problems` (their defaults kept); values are checked later."""
     if not isinstance(data, dict):
-        raise RecipeError(f"{prefix or 'the recipe'} must be a table.")
+        problems.append(
+            f"{prefix or 'the recipe'} must be a table, got {data!r}."
+        )
+        return cls()
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -313,16 +524,193 @@ def _build(cls, data, prefix):
             if close:
                 suggestion = f"{prefix}.{close[0]}" if prefix else close[0]
                 hint = f" Did you mean {suggestion!r}?"
-            raise RecipeError(
+            problems.append(
                 f"Unknown recipe field {path!r}.{hint} Known fields of "
                 f"{prefix or 'the recipe'}: {sorted(fields)}."
             )
+            continue
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
-            kwargs[key] = _build(annotation, value, path)
-        else:
-            kwargs[key] = _check_type(path, value, annotation)
+            value = _build(annotation, value, path, problems)
+        elif annotation is float and Number(integer=True).accepts(value):
+            value = float(value)
+        kwargs[key] = value
     return cls(**kwargs)
+
+
+# How to fix a field of a recipe (`{path}`: the field's path).
+RECIPE_FIX = "in the recipe or with --set {path}=VALUE"
+
+
+def _field_problems(obj, cls, prefix, bad, fix=RECIPE_FIX):
+    """Problems of each field of `obj` (a `cls`) against its rule; the
+    paths of bad fields are added to `bad`."""
+    problems = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "source":
+            continue
+        path = f"{prefix}{f.name}"
+        value = getattr(obj, f.name)
+        annotation = hints[f.name]
+        if dataclasses.is_dataclass(annotation):
+            if isinstance(value, annotation):
+                problems += _field_problems(
+                    value, annotation, path + ".", bad, fix
+                )
+            else:
+                bad.add(path)
+                problems.append(
+                    f"{path} must be a {annotation.__name__} (a table), "
+                    f"got {value!r}."
+                )
+            continue
+        rule = _rule_of(f, annotation)
+        if not rule.accepts(value):
+            bad.add(path)
+            problems.append(
+                f"{path} must be {rule.allowed}, got {value!r}. Fix: set "
+                f"{path} {fix.format(path=path)} (default "
+                f"{_default_of(f)!r})."
+            )
+    return problems
+
+
+def validate_table(table, prefix, fix=RECIPE_FIX):
+    """Check one table of a recipe on its own (e.g. the `EvaluationSpec`
+    that `keras-mta evaluate` builds from its flags).
+
+    Args:
+        table: a `ModelSpec`, `DataSpec`, `PlanSpec`, `DistillationSpec`,
+            `TrainingSpec` or `EvaluationSpec`.
+        prefix: its name in a recipe (`"evaluation"`), for the messages.
+        fix: how to set a field, with `{path}` for the field's path.
+
+    Raises:
+        RecipeError: every field that breaks its rule.
+    """
+    problems = _field_problems(table, type(table), prefix + ".", set(), fix)
+    if problems:
+        raise RecipeError(_report(problems))
+    return table
+
+
+def recipe_problems(recipe, check_files=False):
+    """Every problem of a recipe, as messages (empty: none); see
+    `Recipe.validate`."""
+    bad = set()
+    problems = _field_problems(recipe, Recipe, "", bad)
+    if "distillation.compare" not in bad:
+        compare = variant_names(recipe.distillation.compare)
+        recipe.distillation.compare = compare
+    problems += _joint_problems(recipe, bad)
+    if check_files:
+        problems += _file_problems(recipe, bad)
+    return problems
+
+
+def _joint_problems(recipe, bad):
+    """Problems of fields taken together; a check is skipped when one of
+    its fields is bad on its own."""
+
+    def ok(*paths):
+        return not any(path in bad for path in paths)
+
+    problems = []
+    data = recipe.data
+    if ok("data.max_prompt_length", "data.sequence_length") and (
+        data.max_prompt_length >= data.sequence_length
+    ):
+        problems.append(
+            "data.max_prompt_length must be smaller than data.sequence_length "
+            f"({data.max_prompt_length} >= {data.sequence_length}), or no "
+            "response token is left. Fix: lower data.max_prompt_length or "
+            "raise data.sequence_length."
+        )
+    plan_fields = [f"plan.{f.name}" for f in dataclasses.fields(PlanSpec)]
+    models = ("teacher.architecture", "student.architecture")
+    if ok(*plan_fields, *models):
+        problems += _plan_problems(recipe)
+    student_init = ("student_init", "student_init_layers")
+    if ok(
+        *models,
+        *(f"{r}.{f}" for r in ("teacher", "student") for f in student_init),
+    ):
+        try:
+            _validate_student_init(recipe)
+        except RecipeError as e:
+            problems.append(str(e))
+    return problems
+
+
+def _plan_problems(recipe):
+    plan = recipe.plan
+    teacher, student = recipe.teacher.num_layers, recipe.student.num_layers
+    if len(plan.teacher_layers) != len(plan.student_layers):
+        return [
+            f"plan.teacher_layers has {len(plan.teacher_layers)} entries "
+            f"({plan.teacher_layers}) and plan.student_layers "
+            f"{len(plan.student_layers)} ({plan.student_layers}): give one "
+            "student index per teacher index."
+        ]
+    kwargs = {"word_pairs": plan.word_pairs, "hra_scale": plan.hra_scale}
+    try:
+        if plan.teacher_layers:
+            AlignmentPlan(plan.teacher_layers, plan.student_layers, **kwargs)
+        elif plan.word_pairs > plan.num_pairs:
+            raise ValueError(
+                f"`word_pairs` must lie in [0, {plan.num_pairs}] (the "
+                f"number of pairs, plan.num_pairs), got {plan.word_pairs}."
+            )
+        elif teacher is not None and student is not None:
+            AlignmentPlan.default(
+                teacher, student, num_pairs=plan.num_pairs, **kwargs
+            )
+    except ValueError as e:
+        return [f"plan: {e} Fix the [plan] table or its --set overrides."]
+    problems = []
+    for role, num_layers in (("teacher", teacher), ("student", student)):
+        layers = getattr(plan, f"{role}_layers")
+        if num_layers is not None and layers and max(layers) > num_layers:
+            problems.append(
+                f"plan.{role}_layers {layers} do not fit the {role}'s "
+                f"{num_layers} blocks (indices 0 .. {num_layers}, 0 = "
+                f"embeddings, {num_layers} = final norm)."
+            )
+    return problems
+
+
+def _file_problems(recipe, bad):
+    """The files a run reads that are missing (checked when it starts)."""
+    from keras_mta.evaluation.datasets import resolve_evaluation_dataset
+
+    problems = []
+    for split in ("train", "valid"):
+        path = getattr(recipe.data, split)
+        if f"data.{split}" in bad or path.startswith(HUB_PREFIX):
+            continue
+        if not path:
+            problems.append(
+                f"The recipe has no data.{split}: give a JSONL path, an "
+                f"`{HUB_PREFIX}OWNER/NAME/FILE.jsonl` file or "
+                f"{TOY_WORLD!r} (--set data.{split}=...)."
+            )
+        elif path not in BUILTIN_DATA and not os.path.isfile(path):
+            problems.append(
+                f"data.{split} names {path!r}, which is not a file (paths "
+                f"are read from the working directory {os.getcwd()!r}). Fix:"
+                f" give the JSONL file's path, an `{HUB_PREFIX}...` file or "
+                f"{TOY_WORLD!r} (--set data.{split}=...)."
+            )
+    if "evaluation.datasets" not in bad:
+        for entry in recipe.evaluation.datasets:
+            if entry == "valid":
+                continue
+            try:
+                resolve_evaluation_dataset(entry)
+            except FileNotFoundError as e:
+                problems.append(f"evaluation.datasets: {e}")
+    return problems
 
 
 def _parse_value(text):
@@ -365,122 +753,6 @@ def resolve_recipe_path(name_or_path):
         f"No recipe at {str(name_or_path)!r}. Give a path to a .toml file "
         f"or the name of a shipped recipe: {known}."
     )
-
-
-def _validate(recipe):
-    choices = {
-        "data.schema": (
-            recipe.data.schema,
-            ("auto", "dolly", "prompt_completion", "self_instruct"),
-        ),
-        "data.on_error": (recipe.data.on_error, ("skip", "raise")),
-        "training.optimizer": (recipe.training.optimizer, ("adamw", "adam")),
-        "training.schedule": (
-            recipe.training.schedule,
-            ("cosine", "constant"),
-        ),
-        "training.distribution": (
-            recipe.training.distribution,
-            ("none", "data_parallel"),
-        ),
-        "training.precision": (
-            recipe.training.precision,
-            ("float32", "mixed_bfloat16", "bfloat16", "mixed_float16"),
-        ),
-        "distillation.divergence": (
-            recipe.distillation.divergence,
-            DIVERGENCES,
-        ),
-        "distillation.ablation": (
-            recipe.distillation.ablation,
-            ("",) + ABLATIONS,
-        ),
-    }
-    for path, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise RecipeError(
-                f"{path} must be one of {allowed}, got {value!r}."
-            )
-    positive = {
-        "data.sequence_length": recipe.data.sequence_length,
-        "data.max_prompt_length": recipe.data.max_prompt_length,
-        "data.max_word_units": recipe.data.max_word_units,
-        "data.max_phrase_units": recipe.data.max_phrase_units,
-        "training.batch_size": recipe.training.batch_size,
-        "training.epochs": recipe.training.epochs,
-        "training.learning_rate": recipe.training.learning_rate,
-        "evaluation.max_new_tokens": recipe.evaluation.max_new_tokens,
-    }
-    for path, value in positive.items():
-        if not value > 0:
-            raise RecipeError(f"{path} must be > 0, got {value!r}.")
-    compare = recipe.distillation.compare
-    try:
-        recipe.distillation.compare = variant_names(compare)
-    except ValueError:
-        compare = None
-    if not compare:
-        raise RecipeError(
-            f"distillation.compare must list variants from {list(VARIANTS)} "
-            f"(older names {sorted(VARIANT_ALIASES)} are accepted too), got "
-            f"{recipe.distillation.compare!r}."
-        )
-    tokenizer = recipe.data.tokenizer
-    if tokenizer and not (
-        tokenizer.startswith("sentencepiece:")
-        and tokenizer.split(":", 1)[1].isdigit()
-    ):
-        raise RecipeError(
-            "data.tokenizer must be empty (the teacher preset's tokenizer) "
-            f"or `sentencepiece:N`, got {tokenizer!r}."
-        )
-    if recipe.data.max_prompt_length >= recipe.data.sequence_length:
-        raise RecipeError(
-            "data.max_prompt_length must be smaller than data.sequence_length "
-            f"({recipe.data.max_prompt_length} >= "
-            f"{recipe.data.sequence_length}), or no response token is left."
-        )
-    if not 0.0 <= recipe.distillation.kd_ratio <= 1.0:
-        raise RecipeError(
-            "distillation.kd_ratio must lie in [0, 1], got "
-            f"{recipe.distillation.kd_ratio}."
-        )
-    if recipe.distillation.mta_weight < 0:
-        raise RecipeError("distillation.mta_weight must be >= 0.")
-    if recipe.distillation.top_k < 1:
-        raise RecipeError(
-            f"distillation.top_k must be >= 1, got {recipe.distillation.top_k}."
-        )
-    if recipe.distillation.teacher_cache_dtype not in (
-        "bfloat16",
-        "float16",
-        "float32",
-    ):
-        raise RecipeError(
-            "distillation.teacher_cache_dtype must be bfloat16, float16 or "
-            f"float32, got {recipe.distillation.teacher_cache_dtype!r}."
-        )
-    plan = recipe.plan
-    if len(plan.teacher_layers) != len(plan.student_layers):
-        raise RecipeError(
-            f"plan.teacher_layers has {len(plan.teacher_layers)} entries and "
-            f"plan.student_layers {len(plan.student_layers)}: give one "
-            "student index per teacher index."
-        )
-    for role in ("teacher", "student"):
-        spec = getattr(recipe, role)
-        layers = getattr(plan, f"{role}_layers")
-        if spec.num_layers is not None and layers:
-            if max(layers) > spec.num_layers or min(layers) < 0:
-                raise RecipeError(
-                    f"plan.{role}_layers {layers} do not fit the {role}'s "
-                    f"{spec.num_layers} blocks (indices 0 .. "
-                    f"{spec.num_layers}, 0 = embeddings, "
-                    f"{spec.num_layers} = final norm)."
-                )
-    _validate_student_init(recipe)
-    if recipe.evaluation.top_p <= 0 or recipe.evaluation.top_p > 1:
-        raise RecipeError("evaluation.top_p must lie in (0, 1].")
 
 
 def _validate_student_init(recipe):
@@ -545,9 +817,11 @@ def load_recipe(name_or_path, overrides=None):
         A validated `Recipe`.
 
     Raises:
-        RecipeError: unknown fields (with the closest known name), wrong
-            types, values out of range, a plan that does not fit the
-            architectures.
+        RecipeError: every problem at once: unknown fields (with the
+            closest known name), wrong types, values out of range or not
+            finite, unknown names, a plan that does not fit the
+            architectures. Files are not read here: the runner checks
+            them when a run starts (`Recipe.validate(check_files=True)`).
     """
     path = resolve_recipe_path(name_or_path)
     try:
@@ -558,16 +832,26 @@ def load_recipe(name_or_path, overrides=None):
 
 
 def recipe_from_dict(data, overrides=None, source=""):
-    """Build a validated `Recipe` from a nested dict (and overrides)."""
+    """Build a validated `Recipe` from a nested dict (and overrides).
+
+    Unknown fields, values of the wrong type or out of range and fields
+    that do not fit together are all reported at once, in one
+    `RecipeError` (see `Recipe.validate`).
+    """
     data = apply_overrides(dict(data), overrides)
-    recipe = _build(Recipe, data, "")
+    problems = []
+    recipe = _build(Recipe, data, "", problems)
     recipe.source = source
-    _validate(recipe)
+    problems += recipe_problems(recipe)
+    if problems:
+        where = f"{source}: " if source else ""
+        raise RecipeError(where + _report(problems))
     return recipe
 
 
 def describe_fields(cls=Recipe, prefix=""):
-    """Lines `section.field (type, default): help` for every field."""
+    """Lines `section.field (type, default): help Allowed: rule.` for
+    every field."""
     lines = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -579,12 +863,9 @@ def describe_fields(cls=Recipe, prefix=""):
             lines.append(f"[{path}] {annotation.__doc__.strip()}")
             lines.extend(describe_fields(annotation, path + "."))
             continue
-        if f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = f.default
         lines.append(
-            f"  {path} ({annotation.__name__}, default {default!r}): "
-            f"{f.metadata.get('help', '')}"
+            f"  {path} ({annotation.__name__}, default {_default_of(f)!r}): "
+            f"{f.metadata.get('help', '')} Allowed: "
+            f"{_rule_of(f, annotation).allowed}."
         )
     return lines

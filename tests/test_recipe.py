@@ -60,8 +60,8 @@ def test_overrides_reach_the_recipe():
     "override,message",
     [
         ("training.learnin_rate=1", "Did you mean 'training.learning_rate'"),
-        ("training.epochs=two", "training.epochs must be of type int"),
-        ("training.epochs=0", "training.epochs must be > 0"),
+        ("training.epochs=two", "training.epochs must be an integer >= 1"),
+        ("training.epochs=0", "training.epochs must be an integer >= 1"),
         ("distillation.divergence=kl", "distillation.divergence must be one"),
         ("plan.student_layers=[6, 9]", "one student index per teacher index"),
         ("plan.teacher_layers=[24, 36, 49]", "do not fit the teacher's 48"),
@@ -167,3 +167,282 @@ def test_student_init_layers_need_teacher_subset():
     r = recipe_from_dict({})
     assert r.student.student_init == "random"
     assert r.student.student_init_layers == []
+
+
+# Validation of every field, by class of field: each case is refused with
+# the field, the bad value and what is allowed (issue 18, item 3).
+
+
+def _refused(overrides, *needles, recipe="tiny-cpu"):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe, overrides=overrides)
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, (needle, message)
+    return message
+
+
+@pytest.mark.parametrize(
+    "override,allowed",
+    [
+        ("distillation.temperature=0", "a finite number > 0"),
+        ("distillation.temperature=-2", "a finite number > 0"),
+        ("distillation.skew=1.5", "a finite number in (0, 1)"),
+        ("distillation.skew=0", "a finite number in (0, 1)"),
+        ("distillation.beta=0", "a finite number in (0, 1)"),
+        ("distillation.beta=1", "a finite number in (0, 1)"),
+        ("distillation.kd_ratio=1.5", "a finite number in [0, 1]"),
+        ("distillation.mta_weight=-1", "a finite number >= 0"),
+        ("training.clip_norm=-1", "a finite number >= 0"),
+        ("training.learning_rate=0", "a finite number > 0"),
+        ("training.teacher_learning_rate=-1e-4", "a finite number > 0"),
+        ("evaluation.temperature=0", "a finite number > 0"),
+        ("evaluation.top_p=1.5", "a finite number in (0, 1]"),
+        ("plan.hra_scale=-0.1", "a finite number >= 0"),
+    ],
+)
+def test_numbers_out_of_range_are_refused(override, allowed):
+    path, value = override.split("=")
+    _refused([override], f"{path} must be {allowed}", f"got {float(value)}")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "distillation.mta_weight",
+        "distillation.kd_ratio",
+        "distillation.temperature",
+        "training.weight_decay",
+        "training.learning_rate",
+        "plan.hra_scale",
+    ],
+)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_weights_and_ratios_must_be_finite(field, value):
+    _refused([f"{field}={value}"], f"{field} must be a finite number")
+
+
+@pytest.mark.parametrize(
+    "override,allowed",
+    [
+        ("training.warmup_steps=-5", "an integer >= 0"),
+        ("training.steps_per_epoch=-3", "an integer >= 0 (0: all)"),
+        ("training.teacher_epochs=-1", "an integer >= 0 (0: no fine-tuning)"),
+        ("training.epochs=0", "an integer >= 1"),
+        ("training.batch_size=0", "an integer >= 1"),
+        ("training.batch_size=2.5", "an integer >= 1"),
+        ("training.seed=-1", "an integer in [0, 4294967295]"),
+        ("evaluation.batch_size=0", "an integer >= 1"),
+        ("evaluation.max_new_tokens=0", "an integer >= 1"),
+        ("evaluation.max_examples=-1", "an integer >= 0 (0: all)"),
+        ("data.max_examples=-1", "an integer >= 0 (0: all)"),
+        ("data.sequence_length=1", "an integer >= 2"),
+        ("data.max_word_units=0", "an integer >= 1"),
+        ("data.max_phrase_units=-4", "an integer >= 1"),
+        ("plan.num_pairs=0", "an integer >= 1"),
+        ("plan.word_pairs=-1", "an integer >= 0"),
+        ("distillation.top_k=0", "an integer >= 1"),
+        ("training.epochs=true", "an integer >= 1"),
+    ],
+)
+def test_integers_out_of_range_are_refused(override, allowed):
+    path, _ = override.split("=")
+    message = _refused([override], f"{path} must be {allowed}, got ")
+    # The fix: where to set it and its default.
+    assert f"--set {path}=VALUE (default " in message
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("evaluation.seeds=[]", "evaluation.seeds must be a list of at least"),
+        ("evaluation.seeds=['a']", "each an integer >= 0, got ['a']"),
+        ("evaluation.seeds=[1.5]", "each an integer >= 0, got [1.5]"),
+        ("evaluation.seeds=10", "evaluation.seeds must be a list"),
+        ("plan.teacher_layers=[2, 'x']", "plan.teacher_layers must be a list"),
+        ("plan.student_layers=[-1, 2]", "each an integer >= 0, got [-1, 2]"),
+        ("plan.student_layers=[1]", "one student index per teacher index"),
+        ("plan.teacher_layers=[4, 2]", "strictly increasing"),
+        ("plan.word_pairs=3", "`word_pairs` must lie in [0, 2]"),
+        ("plan.teacher_layers=[2, 5]", "do not fit the teacher's 4 blocks"),
+        ("evaluation.datasets=['']", "evaluation.datasets must be a list"),
+        ("distillation.compare=[]", "distillation.compare must be a non-empty"),
+    ],
+)
+def test_bad_lists_are_refused(override, needle):
+    _refused([override], needle)
+
+
+def test_default_plan_must_fit_the_architectures():
+    # No layers given: plan.num_pairs of the default plan must fit the
+    # 2-block student (3 hidden states), and word_pairs the pairs.
+    overrides = ["plan.teacher_layers=[]", "plan.student_layers=[]"]
+    assert load_recipe("tiny-cpu", overrides + ["plan.num_pairs=3"])
+    _refused(overrides + ["plan.num_pairs=4"], "ask for at most 3 pairs")
+    _refused(
+        overrides + ["plan.num_pairs=2", "plan.word_pairs=3"],
+        "`word_pairs` must lie in [0, 2]",
+    )
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("distillation.divergence", "kl"),
+        ("distillation.ablation", "dsa"),
+        ("training.optimizer", "sgd"),
+        ("training.schedule", "linear"),
+        ("training.precision", "float64"),
+        ("training.distribution", "model_parallel"),
+        ("data.schema", "alpaca"),
+        ("data.on_error", "ignore"),
+        ("distillation.teacher_cache_dtype", "int8"),
+        ("student.student_init", "copy"),
+    ],
+)
+def test_unknown_names_are_refused_with_the_choices(field, value):
+    from keras_mta.models.variants import ABLATIONS
+    from keras_mta.models.variants import DIVERGENCES
+
+    message = _refused([f"{field}={value}"], f"{field} must be one of ")
+    assert f"got {value!r}" in message
+    # Said once: checks of fields together skip a field that is bad alone.
+    assert "The recipe has" not in message
+    if field == "distillation.divergence":
+        assert all(repr(name) in message for name in DIVERGENCES)
+    if field == "distillation.ablation":
+        assert all(repr(name) in message for name in ABLATIONS)
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("data.tokenizer=bpe", "data.tokenizer must be empty or"),
+        ("data.tokenizer='sentencepiece:0'", "data.tokenizer must be empty"),
+        ("training.output_dir=''", "training.output_dir must be a non-empty"),
+        ("training.output_dir='runs/{nam}'", "training.output_dir must be"),
+        ("name=''", "name must be a non-empty string"),
+        ("data.train='builtin:nothing'", "data.train must be a JSONL path"),
+        ("teacher.architecture={num_layers = 0}", "teacher.architecture"),
+        ("plan.entropy_weighting=1", "must be true or false"),
+        ("description=3", "description must be a string"),
+        ("data=3", "data must be a table"),
+    ],
+)
+def test_bad_strings_and_tables_are_refused(override, needle):
+    _refused([override], needle)
+
+
+def test_missing_files_are_refused_when_a_run_starts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good = tmp_path / "train.jsonl"
+    good.write_text("")
+    missing = "data/dolly/train.jsonl"
+    # Loading does not read files: a shipped recipe whose data is not
+    # downloaded yet still loads.
+    recipe = load_recipe("tiny-cpu", overrides=[f"data.train={missing}"])
+    with pytest.raises(RecipeError) as info:
+        recipe.validate(check_files=True)
+    message = str(info.value)
+    assert f"data.train names {missing!r}, which is not a file" in message
+    assert "--set data.train=" in message
+    # builtin data, hub files and files that exist pass.
+    for train in (str(good), "builtin:toy-world", "hf://datasets/a/b/c.jsonl"):
+        recipe.data.train = train
+        recipe.validate(check_files=True)
+    recipe.data.valid = ""
+    recipe.evaluation.datasets = ["valid", str(tmp_path / "gone.jsonl")]
+    with pytest.raises(RecipeError) as info:
+        recipe.validate(check_files=True)
+    message = str(info.value)
+    assert "The recipe has 2 problems" in message
+    assert "The recipe has no data.valid" in message
+    assert "evaluation.datasets: No evaluation data at" in message
+
+
+def test_every_problem_is_reported_at_once():
+    message = _refused(
+        [
+            "distillation.temperature=0",
+            "training.warmup_steps=-5",
+            "evaluation.seeds=[]",
+            "training.learnin_rate=1",
+        ],
+        "The recipe has 4 problems",
+        "distillation.temperature must be",
+        "training.warmup_steps must be",
+        "evaluation.seeds must be",
+        "Did you mean 'training.learning_rate'",
+    )
+    assert message.startswith(str(RECIPES_DIR / "tiny-cpu.toml"))
+
+
+def test_a_recipe_built_in_python_is_checked_by_validate_and_the_runner():
+    recipe = Recipe()
+    recipe.validate()  # the defaults are valid
+    recipe.distillation.mta_weight = float("inf")
+    with pytest.raises(RecipeError, match="distillation.mta_weight must be"):
+        recipe.validate()
+    from keras_mta.runner import run_distill
+    from keras_mta.runner import run_teacher_cache
+    from keras_mta.runner import run_train_teacher
+
+    for run in (run_distill, run_teacher_cache, run_train_teacher):
+        with pytest.raises(RecipeError, match="mta_weight must be"):
+            run(recipe, output_dir="/nonexistent/never-created")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_recipe_loads_and_passes_its_own_rules(name):
+    recipe = load_recipe(name)
+    assert recipe.validate() is recipe
+
+
+def test_help_states_the_rule_of_every_field():
+    lines = [line for line in describe_fields() if line.startswith("  ")]
+    assert lines and all(" Allowed: " in line for line in lines)
+    text = "\n".join(lines)
+    assert "distillation.temperature (float, default 1.0)" in text
+    assert "Allowed: a finite number > 0." in text
+    assert "distillation.skew (float, default 0.1)" in text
+
+
+def test_cli_refuses_a_bad_override_before_any_stage(tmp_path, capsys):
+    import time
+
+    from keras_mta.cli.main import main
+
+    out = tmp_path / "run"
+    start = time.perf_counter()
+    status = main(
+        [
+            "distill",
+            "tiny-cpu",
+            "--set",
+            "distillation.temperature=0",
+            "--output-dir",
+            str(out),
+        ]
+    )
+    seconds = time.perf_counter() - start
+    assert status == 1
+    assert seconds < 2.0
+    assert "distillation.temperature must be a finite number > 0, got 0.0" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_bad_protocol_before_loading_the_model(capsys):
+    from keras_mta.cli.main import main
+
+    args = ["evaluate", "no/such/preset", "--data", "valid"]
+    assert main(args + ["--temperature", "0", "--seeds", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert "The recipe has 2 problems" in err
+    assert "evaluation.temperature must be a finite number > 0, got 0.0" in err
+    assert "evaluation.seeds must be a list" in err
+    assert "keras-mta evaluate's flag of that name" in err
+    # A good protocol goes on to load the model (and names its problem).
+    assert main(args) == 1
+    assert "preset" in capsys.readouterr().err

@@ -93,9 +93,10 @@ def add_parser(subparsers):
 
 def distill_command(args):
     """Run `keras-mta distill`; returns the results dict."""
+    # The recipe is checked before the runner (and TensorFlow) is imported.
+    recipe = load_recipe(args.recipe, overrides=args.overrides)
     from keras_mta.runner import run_distill
 
-    recipe = load_recipe(args.recipe, overrides=args.overrides)
     return run_distill(
         recipe, tiny=getattr(args, "tiny", False), output_dir=args.output_dir
     )
@@ -103,9 +104,10 @@ def distill_command(args):
 
 def train_teacher_command(args):
     """Run `keras-mta train-teacher`; returns the results dict."""
+    # The recipe is checked before the runner (and TensorFlow) is imported.
+    recipe = load_recipe(args.recipe, overrides=args.overrides)
     from keras_mta.runner import run_train_teacher
 
-    recipe = load_recipe(args.recipe, overrides=args.overrides)
     return run_train_teacher(
         recipe, tiny=getattr(args, "tiny", False), output_dir=args.output_dir
     )

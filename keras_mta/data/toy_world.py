@@ -19,6 +19,10 @@ import random
 
 from keras_mta.utils.files import atomic_write
 
+# What a recipe's `data.train` / `data.valid` names to use this dataset
+# (written under the run's output directory by `keras-mta distill`).
+TOY_WORLD = "builtin:toy-world"
+
 # name -> (habitat, food, movement, color, size, time of activity)
 CREATURES = {
     "red fox": (

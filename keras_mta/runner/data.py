@@ -5,13 +5,12 @@ import dataclasses
 import os
 
 from keras_mta.data import load_examples
+from keras_mta.data.toy_world import TOY_WORLD
 from keras_mta.data.toy_world import write_toy_dataset
 from keras_mta.preprocessing import PhraseChunker
 from keras_mta.preprocessing import SpanCache
 from keras_mta.preprocessing import tokenize_with_offsets
 from keras_mta.utils import say
-
-TOY_WORLD = "builtin:toy-world"
 
 
 def load_data(recipe, output_dir):

@@ -15,6 +15,7 @@ from keras_mta.evaluation.datasets import evaluation_sets
 from keras_mta.evaluation.datasets import rouge_scores
 from keras_mta.models.gguf import save_tied_preset
 from keras_mta.models.variants import ABLATION_TERMS
+from keras_mta.recipe import validate_table
 from keras_mta.runner.models import load_model
 from keras_mta.runner.plots import measure_trajectory
 from keras_mta.runner.plots import write_plots
@@ -29,6 +30,9 @@ from keras_mta.runner.training import train_teacher
 from keras_mta.runner.training import validation_loss
 from keras_mta.utils import atomic_write
 from keras_mta.utils import say
+
+# How to fix a field of `run_evaluate`'s protocol (`keras-mta evaluate`).
+EVALUATE_FIX = "with keras-mta evaluate's flag of that name (`_` as `-`)"
 
 
 def _model_entry(name, role, model, valid_loss, seconds, rouge):
@@ -56,6 +60,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
         with plots in the output directory.
     """
     start = time.perf_counter()
+    recipe.validate(check_files=True)  # before any stage runs
     output_dir = output_dir or output_dir_of(recipe)
     say(f"recipe {recipe.name} -> {output_dir}")
     with Settings(recipe.training):
@@ -178,6 +183,7 @@ def run_teacher_cache(recipe, tiny=False, output_dir=None):
 
     Returns `{"train": TeacherCache, "valid": TeacherCache}`.
     """
+    recipe.validate(check_files=True)  # before any stage runs
     with Settings(recipe.training):
         run = setup_run(recipe, tiny=tiny, output_dir=output_dir)
         caches = build_teacher_caches(
@@ -192,6 +198,7 @@ def run_train_teacher(recipe, tiny=False, output_dir=None):
     """Supervised fine-tuning of a recipe's teacher (`keras-mta
     train-teacher`); saves it as a keras-hub preset in
     `output_dir/teacher_preset` and returns a results dict."""
+    recipe.validate(check_files=True)  # before any stage runs
     epochs = recipe.training.teacher_epochs or recipe.training.epochs
     recipe = dataclasses.replace(
         recipe,
@@ -229,6 +236,7 @@ def run_evaluate(preset, datasets, protocol, output=None):
     Returns:
         `{dataset: EvaluationResult.to_dict()}`.
     """
+    validate_table(protocol, "evaluation", fix=EVALUATE_FIX)
     model = load_model(preset)
     sets = evaluation_sets(datasets, limit=protocol.max_examples)
     results = rouge_scores(protocol, model, sets, preset)
