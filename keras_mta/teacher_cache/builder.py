@@ -187,6 +187,13 @@ def build_teacher_cache(
             "dtype": dtype,
         },
     )
+    if verbose and cache.recorded_chunks:
+        print(
+            f"[keras-mta] teacher cache {path}: recorded the size and "
+            f"checksum of {len(cache.recorded_chunks)} chunk(s) written by "
+            "an older keras-mta",
+            flush=True,
+        )
     if verbose and cache.dropped_chunks:
         damaged = "; ".join(
             f"{os.path.basename(p)} ({why})"

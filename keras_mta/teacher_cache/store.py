@@ -156,8 +156,10 @@ class TeacherCache:
         self._manifest = load_manifest(path, FORMAT_VERSION)
         # A cache written before chunk records has none.
         self._manifest.setdefault("chunk_files", {})
-        # Chunks found damaged (and left to rewrite) when a build resumed.
+        # When a build resumed: the chunks found damaged (to rewrite), and
+        # those of an older keras-mta whose size and checksum were recorded.
         self.dropped_chunks = {}
+        self.recorded_chunks = []
 
     # === Creation ===
 
@@ -228,6 +230,7 @@ class TeacherCache:
         cache.directory = directory
         cache._manifest = manifest
         cache.dropped_chunks = {}
+        cache.recorded_chunks = []
         cache._write_manifest()
         return cache
 
@@ -275,6 +278,7 @@ class TeacherCache:
                 problems[index] = error.problem
                 continue
             self._manifest["chunk_files"][str(index)] = chunk_record(data)
+            self.recorded_chunks.append(self._chunk_path(index))
         for index in problems:
             self._manifest["chunks_done"].remove(index)
             self._manifest["chunk_files"].pop(str(index), None)

@@ -175,6 +175,7 @@ def test_an_older_cache_opens_and_its_build_records_the_chunks(tmp_path):
     # one is rewritten.
     again = F.create(tmp_path / "c")
     assert again.missing_chunks() == [2]
+    assert again.recorded_chunks == [_chunk(cache, 0), _chunk(cache, 1)]
     F.write_missing(again)
     assert TeacherCache(cache.directory)._manifest["chunk_files"] == records
 
