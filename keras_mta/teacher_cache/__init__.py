@@ -3,6 +3,8 @@
 - `store` (`TeacherCache`): NumPy chunk files on disk and their tf.data
   stream; knows nothing about models (TensorFlow is imported only when a
   dataset is built).
+- `integrity` (`DamagedChunkError`, `DamagedCacheError`): the checks of
+  the manifest and of each chunk's size, checksum and arrays.
 - `keys` and `signals` (`TeacherSignals`): what is computed from a teacher
   (keras.ops) and the input names it is stored under.
 - `builder` (`build_teacher_cache`): runs the teacher over a dataset and
@@ -13,5 +15,7 @@
 
 from keras_mta.teacher_cache.builder import build_teacher_cache
 from keras_mta.teacher_cache.cached_teacher import CachedTeacher
+from keras_mta.teacher_cache.integrity import DamagedCacheError
+from keras_mta.teacher_cache.integrity import DamagedChunkError
 from keras_mta.teacher_cache.signals import TeacherSignals
 from keras_mta.teacher_cache.store import TeacherCache

@@ -128,7 +128,10 @@ def build_teacher_cache(
     settings, so a changed teacher, dataset or setting gets its own cache.
     Its size is reported (and checked against the free disk space) before
     anything is written; chunks are written atomically, and an interrupted
-    build resumes where it stopped.
+    build resumes where it stopped. Each chunk's size and checksum are
+    recorded; a second build with the same settings rewrites the chunks
+    that are missing or of the wrong size (delete a chunk that a read
+    reported damaged, and build again to rewrite just that one).
 
     Args:
         teacher: a keras-hub `CausalLM`.
@@ -184,6 +187,23 @@ def build_teacher_cache(
             "dtype": dtype,
         },
     )
+    if verbose and cache.recorded_chunks:
+        print(
+            f"[keras-mta] teacher cache {path}: recorded the size and "
+            f"checksum of {len(cache.recorded_chunks)} chunk(s) written by "
+            "an older keras-mta",
+            flush=True,
+        )
+    if verbose and cache.dropped_chunks:
+        damaged = "; ".join(
+            f"{os.path.basename(p)} ({why})"
+            for p, why in cache.dropped_chunks.items()
+        )
+        print(
+            f"[keras-mta] teacher cache {path}: rewriting "
+            f"{len(cache.dropped_chunks)} damaged chunk(s): {damaged}",
+            flush=True,
+        )
     missing = cache.missing_chunks()
     left = cache.check_disk_space()
     if verbose:

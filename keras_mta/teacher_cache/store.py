@@ -13,18 +13,37 @@ DIRECTORY/chunk-00000.npz   one .npz per chunk, examples 0 .. chunk_size-1
 Every file is written to a temporary name and moved into place
 (`os.replace`), and the manifest lists a chunk only once its file is
 complete, so an interrupted run leaves a readable cache that a second run
-with the same key completes (`missing_chunks`). bfloat16 arrays (which
-NumPy has no native type for) are stored as their raw 16-bit patterns and
-read back as float32.
+with the same key completes (`missing_chunks`); that run also removes the
+temporary files of writers that died. bfloat16 arrays (which NumPy has no
+native type for) are stored as their raw 16-bit patterns and read back as
+float32.
+
+The manifest records each chunk's byte size and checksum
+(`keras_mta.teacher_cache.integrity`). Opening a cache checks the sizes;
+reading a chunk checks its checksum, array names, shapes and dtypes; a
+damaged chunk raises an error naming its file. Resuming a build (`create`
+with the same key) rewrites the chunks that are missing or of the wrong
+size, so deleting a damaged chunk and running the build again repairs it.
 """
 
+import io
 import json
 import os
 import shutil
+import warnings
+import zipfile
 
 import numpy as np
 
+from keras_mta.teacher_cache.integrity import DamagedCacheError
+from keras_mta.teacher_cache.integrity import DamagedChunkError
+from keras_mta.teacher_cache.integrity import arrays_problem
+from keras_mta.teacher_cache.integrity import chunk_record
+from keras_mta.teacher_cache.integrity import content_problem
+from keras_mta.teacher_cache.integrity import load_manifest
+from keras_mta.teacher_cache.integrity import size_problem
 from keras_mta.utils.files import atomic_write
+from keras_mta.utils.files import remove_stale_temporaries
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -58,6 +77,11 @@ def _decode(array, dtype):
     if dtype == "uint16":
         return array.astype(np.int32)
     return array
+
+
+def _stored_dtype(dtype):
+    """The NumPy dtype of an array of `dtype` inside a chunk file."""
+    return np.dtype("uint16" if dtype == "bfloat16" else dtype)
 
 
 def _read_dtype(dtype):
@@ -103,6 +127,24 @@ class TeacherCache:
     """
 
     def __init__(self, directory):
+        self._load(directory)
+        problems = self._size_problems()
+        if problems:
+            raise DamagedCacheError(
+                directory,
+                {self._chunk_path(i): why for i, why in problems.items()},
+            )
+        if self._legacy_chunks():
+            warnings.warn(
+                f"The teacher cache at {directory!r} was written by a "
+                "keras-mta from before chunk checksums: its chunks are "
+                "checked for presence and shapes only. Run its build again "
+                "(`keras-mta teacher-cache RECIPE`) to record them (one "
+                "read of every chunk, nothing recomputed).",
+                stacklevel=2,
+            )
+
+    def _load(self, directory):
         path = os.path.join(directory, MANIFEST)
         if not os.path.exists(path):
             raise FileNotFoundError(
@@ -110,17 +152,14 @@ class TeacherCache:
                 "one with `keras-mta teacher-cache RECIPE` or "
                 "`keras_mta.build_teacher_cache`."
             )
-        with open(path) as f:
-            manifest = json.load(f)
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"The teacher cache at {directory!r} has format version "
-                f"{manifest.get('format_version')}, this keras-mta reads "
-                f"version {FORMAT_VERSION}. Delete the directory and build "
-                "the cache again."
-            )
         self.directory = directory
-        self._manifest = manifest
+        self._manifest = load_manifest(path, FORMAT_VERSION)
+        # A cache written before chunk records has none.
+        self._manifest.setdefault("chunk_files", {})
+        # When a build resumed: the chunks found damaged (to rewrite), and
+        # those of an older keras-mta whose size and checksum were recorded.
+        self.dropped_chunks = {}
+        self.recorded_chunks = []
 
     # === Creation ===
 
@@ -157,14 +196,17 @@ class TeacherCache:
         if int(chunk_size) <= 0:
             raise ValueError(f"`chunk_size` must be > 0, got {chunk_size}.")
         path = os.path.join(directory, MANIFEST)
+        remove_stale_temporaries(directory)
         if os.path.exists(path):
-            cache = cls(directory)
+            cache = cls.__new__(cls)
+            cache._load(directory)
             if cache.key != key:
                 raise ValueError(
                     f"{directory!r} holds a teacher cache of other settings "
                     f"(key {cache.key[:12]}..., wanted {key[:12]}...). Use "
                     "another directory, or delete this one to rebuild it."
                 )
+            cache._check_for_resume()
             return cache
         os.makedirs(directory, exist_ok=True)
         manifest = {
@@ -177,6 +219,7 @@ class TeacherCache:
                 for name, (shape, dtype) in specs.items()
             },
             "chunks_done": [],
+            "chunk_files": {},
             "metadata": metadata or {},
         }
         for name, spec in manifest["specs"].items():
@@ -186,8 +229,65 @@ class TeacherCache:
         cache = cls.__new__(cls)
         cache.directory = directory
         cache._manifest = manifest
+        cache.dropped_chunks = {}
+        cache.recorded_chunks = []
         cache._write_manifest()
         return cache
+
+    # === Checks ===
+
+    def _record(self, index):
+        """The manifest's record of chunk `index` (None before records)."""
+        return self._manifest["chunk_files"].get(str(index))
+
+    def _legacy_chunks(self):
+        """Finished chunks without a size and checksum record."""
+        return [
+            i for i in self._manifest["chunks_done"] if self._record(i) is None
+        ]
+
+    def _size_problems(self):
+        """`{index: problem}` of the finished chunks that are missing or
+        whose size is not the recorded one (one `stat` per chunk)."""
+        problems = {}
+        for index in self._manifest["chunks_done"]:
+            try:
+                size = os.path.getsize(self._chunk_path(index))
+            except FileNotFoundError:
+                size = None
+            problem = size_problem(size, self._record(index))
+            if problem:
+                problems[index] = problem
+        return problems
+
+    def _check_for_resume(self):
+        """Before a build resumes: forget the finished chunks that are
+        missing or of the wrong size (they are written again), and record
+        the size and checksum of chunks written before records (read
+        once, checked for shapes)."""
+        problems = self._size_problems()
+        legacy = self._legacy_chunks()
+        for index in legacy:
+            if index in problems:
+                continue
+            try:
+                with open(self._chunk_path(index), "rb") as f:
+                    data = f.read()
+                self._parse_chunk(index, data)
+            except DamagedChunkError as error:
+                problems[index] = error.problem
+                continue
+            self._manifest["chunk_files"][str(index)] = chunk_record(data)
+            self.recorded_chunks.append(self._chunk_path(index))
+        for index in problems:
+            self._manifest["chunks_done"].remove(index)
+            self._manifest["chunk_files"].pop(str(index), None)
+        self.dropped_chunks = {
+            self._chunk_path(i): why for i, why in sorted(problems.items())
+        }
+        if problems or legacy:
+            # Nothing is written to a sound cache (it may be read-only).
+            self._write_manifest()
 
     def _write_manifest(self):
         def write(tmp):
@@ -306,14 +406,16 @@ class TeacherCache:
                 )
             encoded[name] = _encode(array, dtype)
 
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, **encoded)
-
-        atomic_write(self._chunk_path(index), write)
+        # Serialised in memory, so that the checksum is taken over the very
+        # bytes written (no second read of the file).
+        buffer = io.BytesIO()
+        np.savez(buffer, **encoded)
+        data = buffer.getvalue()
+        atomic_write(self._chunk_path(index), data)
         done = set(self._manifest["chunks_done"])
         done.add(int(index))
         self._manifest["chunks_done"] = sorted(done)
+        self._manifest["chunk_files"][str(int(index))] = chunk_record(data)
         self._write_manifest()
 
     # === Reading ===
@@ -328,15 +430,49 @@ class TeacherCache:
                 "resume it."
             )
 
+    def _parse_chunk(self, index, data):
+        """The stored arrays of chunk `index` from its file's bytes `data`,
+        checked against the manifest (size, checksum) and the specs
+        (names, shapes, dtypes); `DamagedChunkError` names what is
+        wrong."""
+        path = self._chunk_path(index)
+        problem = content_problem(data, self._record(index))
+        if problem:
+            raise DamagedChunkError(path, problem)
+        try:
+            with np.load(io.BytesIO(data)) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+            raise DamagedChunkError(
+                path,
+                f"not a readable .npz file ({type(error).__name__}: {error})",
+            ) from error
+        rows = self.chunk_rows(index)
+        expected = {
+            name: ((rows.stop - rows.start, *shape), _stored_dtype(dtype))
+            for name, (shape, dtype) in self.specs.items()
+        }
+        problem = arrays_problem(arrays, expected)
+        if problem:
+            raise DamagedChunkError(path, problem)
+        return arrays
+
     def read_chunk(self, index):
         """Chunk `index` as a dict of arrays (bfloat16 read as float32,
-        uint16 as int32)."""
-        specs = self.specs
-        with np.load(self._chunk_path(index)) as data:
-            return {
-                name: _decode(data[name], dtype)
-                for name, (_, dtype) in specs.items()
-            }
+        uint16 as int32), checked (checksum, names, shapes, dtypes)."""
+        path = self._chunk_path(index)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError as error:
+            raise DamagedChunkError(
+                path, "missing (the manifest lists it as written)"
+            ) from error
+        arrays = self._parse_chunk(index, data)
+        return {
+            name: _decode(arrays[name], dtype)
+            for name, (_, dtype) in self.specs.items()
+        }
 
     def read(self, names=None):
         """Every example of the named arrays (all by default), in memory."""

@@ -24,6 +24,7 @@ def _models(seed=0):
 
 def _cache(tmp_path, teacher, x, plan=PLAN, top_k=F.VOCAB, **kwargs):
     kwargs.setdefault("dtype", "float32")
+    kwargs.setdefault("verbose", False)
     return build_teacher_cache(
         teacher,
         plan,
@@ -32,7 +33,6 @@ def _cache(tmp_path, teacher, x, plan=PLAN, top_k=F.VOCAB, **kwargs):
         top_k=top_k,
         batch_size=3,
         chunk_size=2,
-        verbose=False,
         **kwargs,
     )
 
@@ -236,3 +236,21 @@ def test_signal_keys_of_the_cache(tmp_path):
         F.TEACHER_DIM,
     )
     assert isinstance(TeacherCache(cache.directory).key, str)
+
+
+@pytest.mark.once
+def test_a_second_build_rewrites_a_truncated_chunk_only(tmp_path, capsys):
+    teacher, _ = _models()
+    x, _, _ = F.make_batch()
+    cache = _cache(tmp_path, teacher, x, top_k=4)
+    expected = cache.read()
+    path = f"{cache.directory}/chunk-00001.npz"
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    capsys.readouterr()
+    again = _cache(tmp_path, teacher, x, top_k=4, verbose=True)
+    out = capsys.readouterr().out
+    assert "rewriting 1 damaged chunk(s): chunk-00001.npz (truncated" in out
+    assert f"(1 of {cache.num_chunks} chunks" in out
+    for name, value in again.read().items():
+        np.testing.assert_array_equal(value, expected[name])

@@ -9,54 +9,14 @@ import pytest
 
 from keras_mta.teacher_cache import store
 from keras_mta.teacher_cache.store import TeacherCache
+from tests.teacher_cache.fixtures import SPECS
+from tests.teacher_cache.fixtures import arrays as _arrays
+from tests.teacher_cache.fixtures import complete as _complete
+from tests.teacher_cache.fixtures import create as _create
 
 # Backend-independent (cache files, NumPy and tf.data only):
 # scripts/test.sh runs it under one backend.
 pytestmark = pytest.mark.once
-
-SPECS = {
-    "row": ((), "int32"),
-    "hidden": ((3, 4), "bfloat16"),
-    "ids": ((3, 2), "uint16"),
-    "log_rest": ((3,), "float32"),
-}
-
-
-def _arrays(rows):
-    rows = np.asarray(rows)
-    pattern = np.sin(np.arange(12, dtype="float32")).reshape(3, 4)
-    return {
-        "row": rows.astype("int32"),
-        # Values that bfloat16 rounds (8 bits of mantissa).
-        "hidden": (pattern[None] / 3 + rows[:, None, None]).astype("float32"),
-        "ids": (rows[:, None, None] * 1000 + np.arange(6).reshape(3, 2)),
-        "log_rest": -np.ones((len(rows), 3), "float32") * rows[:, None],
-    }
-
-
-def _create(path, num_examples=10, chunk_size=4, key="k1"):
-    return TeacherCache.create(
-        str(path),
-        key=key,
-        num_examples=num_examples,
-        specs=SPECS,
-        chunk_size=chunk_size,
-    )
-
-
-def _complete(tmp_path, num_examples=10, chunk_size=4):
-    cache = TeacherCache.create(
-        str(tmp_path / "c"),
-        key="k1",
-        num_examples=num_examples,
-        specs=SPECS,
-        chunk_size=chunk_size,
-        metadata={"teacher": {"name": "t"}},
-    )
-    for index in cache.missing_chunks():
-        rows = cache.chunk_rows(index)
-        cache.write_chunk(index, _arrays(range(rows.start, rows.stop)))
-    return cache
 
 
 def test_write_read_round_trip_and_sizes(tmp_path):
