@@ -2,13 +2,17 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_mta.losses import entropy_weights
-from keras_mta.losses import hidden_alignment
-from keras_mta.losses import structural_alignment
-from keras_mta.losses import token_importance
+from keras_mta import losses
 from tests import numpy_reference as ref
+from tests.backend_utils import compiled
 from tests.backend_utils import gradients
 from tests.losses.fixtures import random_case
+
+# Compiled under jax (see tests/backend_utils.compiled); eager elsewhere.
+entropy_weights = compiled(losses.entropy_weights)
+hidden_alignment = compiled(losses.hidden_alignment)
+structural_alignment = compiled(losses.structural_alignment)
+token_importance = compiled(losses.token_importance)
 
 
 def _np(x):

@@ -15,7 +15,11 @@ from keras import ops
 from keras_mta import losses
 from keras_mta.losses import divergences
 from tests import numpy_reference as ref
+from tests.backend_utils import compiled
 from tests.backend_utils import gradients
+
+# Compiled under jax (see tests/backend_utils.compiled); eager elsewhere.
+top_k_log_probs = compiled(divergences.top_k_log_probs)
 
 # name, Loss class, mixing argument name (None: no mixture), non-default mix
 CASES = [
@@ -88,9 +92,7 @@ def _np_top_k_divergence(name, teacher, student, k, temperature, mix):
 
 
 def _teacher_top_k(teacher, k, temperature=TEMPERATURE):
-    values, indices, log_rest = divergences.top_k_log_probs(
-        teacher, k, temperature
-    )
+    values, indices, log_rest = top_k_log_probs(teacher, k, temperature)
     return (
         ops.convert_to_numpy(values),
         ops.convert_to_numpy(indices),
@@ -104,9 +106,7 @@ def _teacher_top_k(teacher, k, temperature=TEMPERATURE):
 def test_top_k_log_probs_matches_float64_numpy():
     logits = _logits(0)
     for k, temperature in [(1, 1.0), (4, 2.0), (10, 2.0)]:
-        values, indices, log_rest = divergences.top_k_log_probs(
-            logits, k, temperature
-        )
+        values, indices, log_rest = top_k_log_probs(logits, k, temperature)
         assert ops.convert_to_numpy(values).dtype == np.float32
         assert ops.convert_to_numpy(indices).dtype == np.int32
         assert ops.convert_to_numpy(log_rest).dtype == np.float32
@@ -168,7 +168,7 @@ def _check_top_k_against_reference(
         name, teacher, student, k, TEMPERATURE, mix
     )
 
-    per_position = _loss(cls, mix_name, mix, reduction="none").top_k(
+    per_position = compiled(_loss(cls, mix_name, mix, reduction="none").top_k)(
         values, indices, log_rest, student
     )
     per_position = ops.convert_to_numpy(per_position)
@@ -177,7 +177,7 @@ def _check_top_k_against_reference(
         per_position, want_per_position, rtol=1e-5, atol=1e-6
     )
 
-    got = _loss(cls, mix_name, mix).top_k(
+    got = compiled(_loss(cls, mix_name, mix).top_k)(
         values, indices, log_rest, student, sample_weight=weight
     )
     want = (want_per_position * weight).sum() / weight.sum()
@@ -195,7 +195,9 @@ def test_top_k_with_full_vocabulary_equals_full_loss(name, cls, mix_name, mix):
     values, indices, log_rest = _teacher_top_k(teacher, VOCAB)
     got = float(
         ops.convert_to_numpy(
-            loss.top_k(values, indices, log_rest, student, sample_weight=weight)
+            compiled(loss.top_k)(
+                values, indices, log_rest, student, sample_weight=weight
+            )
         )
     )
     full = float(
@@ -214,12 +216,12 @@ def test_top_k_with_full_vocabulary_equals_full_loss(name, cls, mix_name, mix):
 def test_top_k_never_exceeds_full_divergence(cls):
     teacher, student = _logits(9), _logits(10)
     loss = cls(temperature=TEMPERATURE, reduction="none")
-    full = ops.convert_to_numpy(loss(teacher, student))
+    full = ops.convert_to_numpy(compiled(loss)(teacher, student))
     previous = np.zeros_like(full)
     for k in [1, 3, 8, 16, VOCAB]:
         values, indices, log_rest = _teacher_top_k(teacher, k)
         got = ops.convert_to_numpy(
-            loss.top_k(values, indices, log_rest, student)
+            compiled(loss.top_k)(values, indices, log_rest, student)
         )
         assert np.all(got >= -1e-6)
         assert np.all(got <= full + 1e-5 + 1e-5 * np.abs(full)), k
@@ -367,7 +369,9 @@ def test_reverse_kl_top_k_accurate_when_teacher_rest_below_float32_eps():
     student = _logits(18)
     values, indices, log_rest = _teacher_top_k(teacher, 3)
     loss = losses.ReverseKL(temperature=TEMPERATURE, reduction="none")
-    got = ops.convert_to_numpy(loss.top_k(values, indices, log_rest, student))
+    got = ops.convert_to_numpy(
+        compiled(loss.top_k)(values, indices, log_rest, student)
+    )
     want = _np_top_k_divergence(
         "reverse_kl", teacher, student, 3, TEMPERATURE, None
     )
@@ -380,4 +384,4 @@ def test_reverse_kl_top_k_accurate_when_teacher_rest_below_float32_eps():
 def test_top_k_out_of_range_is_rejected():
     for k in [0, -1, VOCAB + 1]:
         with pytest.raises(ValueError, match="top_k"):
-            divergences.top_k_log_probs(_logits(19), k)
+            top_k_log_probs(_logits(19), k)

@@ -1,11 +1,15 @@
 import numpy as np
 from keras import ops
 
-from keras_mta.losses import entropy_weights
-from keras_mta.losses import token_importance
+from keras_mta import losses
 from tests import numpy_reference as ref
+from tests.backend_utils import compiled
 from tests.backend_utils import gradients
 from tests.losses.fixtures import random_case
+
+# Compiled under jax (see tests/backend_utils.compiled); eager elsewhere.
+entropy_weights = compiled(losses.entropy_weights)
+token_importance = compiled(losses.token_importance)
 
 
 def test_matches_float64_numpy():
