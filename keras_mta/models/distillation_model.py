@@ -519,12 +519,17 @@ class DistillationModel(keras.Model):
         """`keras.Model.fit`, with the non-finite guard (`nonfinite="stop"`)
         among the callbacks: see the class docstring."""
         bound = _FIT_SIGNATURE.bind(self, *args, **kwargs)
-        callbacks = list(bound.arguments.get("callbacks") or [])
+        callbacks = bound.arguments.get("callbacks") or []
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            # Yours, as built: add `NonFiniteGuard` to it yourself.
+            return super().fit(*args, **kwargs)
+        callbacks = list(callbacks)
         guarded = any(isinstance(c, NonFiniteGuard) for c in callbacks)
         if self.nonfinite == "stop" and not guarded:
             names = ["loss"] + [t.name for t in self.term_trackers]
-            # First, so that no other callback sees a bad step's logs.
-            callbacks.insert(0, NonFiniteGuard(names, self._guards_gradients))
+            # Last, so that it reads the optimizer after the callbacks that
+            # restore it at the start (`BackupAndRestore`).
+            callbacks.append(NonFiniteGuard(names, self._guards_gradients))
         bound.arguments["callbacks"] = callbacks
         return super().fit(*bound.args[1:], **bound.kwargs)
 

@@ -28,7 +28,7 @@ def _two_batches():
 
 
 class _Record(keras.callbacks.Callback):
-    """The model's weights after each batch (after the guard's check)."""
+    """The model's weights after each batch."""
 
     def on_train_batch_end(self, batch, logs=None):
         self.weights = F.weights_numpy(self.model)
@@ -79,8 +79,8 @@ def test_a_nan_stops_fit_naming_terms_and_step_and_keeps_last_good_weights():
     assert "weights of optimizer step 1" in message
     assert "\n" not in message
     # The bad step was not applied: the weights are those of step 1 (the
-    # recorder saw batch 1 only: the guard raised first), and step 1 was
-    # the bare optimizer's, bit for bit.
+    # recorder's copy after batch 2 equals it too), and step 1 was the
+    # bare optimizer's, bit for bit.
     for want, recorded, got in zip(
         one_step, record.weights, F.weights_numpy(model)
     ):
