@@ -22,7 +22,8 @@ our own:
    the optimizer's moments nor its `iterations`, and halves the scale
    (which stays a power of two, so later steps stay exact). On finite
    steps the numbers are bit for bit those of the bare optimizer
-   (`tests/models/test_nonfinite_guard.py` checks it on every backend).
+   (`tests/models/test_nonfinite_guard.py` checks it on every backend, in
+   the full tier).
 2. A non-finite loss with finite gradients (a NaN that a `where` or a
    `stop_gradient` keeps out of the backward pass) must not be applied
    either: `compute_loss` multiplies the training loss by a
