@@ -141,6 +141,11 @@ upper one phrase units. The loss is
 
 and `fit` reports every term: `ce`, `kd` (forward KL), `dsa` (structure of
 the units) and `hra` (the projected hidden states).
+
+`fit` stops at the first NaN or infinite loss, term or gradient with a
+`keras_mta.NonFiniteError` that names the terms and the step, and the
+model keeps the weights of the last good step (the bad one is not
+applied); `DistillationModel(..., nonfinite="ignore")` trains on instead.
 """
 
 plan = keras_mta.AlignmentPlan.default(4, 2, num_pairs=2)

@@ -49,6 +49,7 @@ _EXPORTS = {
     "AlignmentPlan": "keras_mta.models.alignment_plan",
     "CachedTeacher": "keras_mta.teacher_cache.cached_teacher",
     "DistillationModel": "keras_mta.models.distillation_model",
+    "NonFiniteError": "keras_mta.models.nonfinite_guard",
     # Preprocessing.
     "DistillationPreprocessor": (
         "keras_mta.preprocessing.distillation_preprocessor"

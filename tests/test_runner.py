@@ -6,8 +6,10 @@ import json
 import keras
 import pytest
 
+from keras_mta import AlignmentPlan
 from keras_mta import load_recipe
 from keras_mta.data import Example
+from keras_mta.models import NonFiniteError
 from keras_mta.runner import EVALUATION_DATASETS
 from keras_mta.runner import format_table
 from keras_mta.runner import make_optimizer
@@ -15,6 +17,10 @@ from keras_mta.runner import resolve_evaluation_dataset
 from keras_mta.runner import results_rows
 from keras_mta.runner import truncate_prompts
 from keras_mta.runner import write_results
+from keras_mta.runner.training import RECIPE_REMEDY
+from keras_mta.runner.training import build_variant_model
+from keras_mta.runner.training import fit
+from tests.models import fixtures as F
 from tests.shared_data import shared_file
 from tests.tiny_models import char_gpt2_tokenizer
 
@@ -101,6 +107,32 @@ def test_results_table_and_files(tmp_path):
     json_path, md_path = write_results(results, str(tmp_path))
     assert json.loads(open(json_path).read())["models"][1]["parameters"] == 99
     assert "| student (MTA) | - |" in open(md_path).read()
+
+
+@pytest.mark.once
+def test_the_runner_trains_with_the_non_finite_guard():
+    recipe = load_recipe("tiny-cpu")
+    teacher, student = F.shared_teacher_student()
+    plan = AlignmentPlan([2, 3], [1, 2])
+    model = build_variant_model(recipe, "mta", teacher, student, plan, 10)
+    assert model.nonfinite == "stop"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    class Stops:
+        def fit(self, *args, **kwargs):
+            raise NonFiniteError.at(
+                {"loss": float("nan"), "kd": 1e400}, 0, 2, 2
+            )
+
+    with pytest.raises(NonFiniteError) as caught:
+        fit(Stops(), None, None, 1, 3, what="the mta student")
+    message = str(caught.value)
+    assert message.startswith(
+        "Training the mta student stopped at epoch 1, batch 3 (optimizer "
+        "step 3): the loss term kd=inf is not finite."
+    )
+    assert message.endswith(RECIPE_REMEDY)
+    assert "nonfinite='ignore'" not in message
 
 
 # About 80 s (a fit and six seeds of generation); the default run of the

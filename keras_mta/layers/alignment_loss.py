@@ -136,10 +136,10 @@ class AlignmentLoss(keras.layers.Layer):
             raise TypeError(
                 f"`loss_weight` must be a float, got {loss_weight!r}."
             )
-        if not float(loss_weight) >= 0.0:
+        if not 0.0 <= float(loss_weight) < float("inf"):
             raise ValueError(
-                f"`loss_weight` must be >= 0, got {loss_weight}. To leave "
-                "the loss out, do not pass it to the model."
+                f"`loss_weight` must be >= 0 and finite, got {loss_weight}. "
+                "To leave the loss out, do not pass it to the model."
             )
         self.loss_weight = float(loss_weight)
 

@@ -111,8 +111,10 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
                 f"`word_pairs` must lie in [0, {num_pairs}] (the number of "
                 f"layer pairs), got {word_pairs}."
             )
-        if float(hra_scale) < 0:
-            raise ValueError(f"`hra_scale` must be >= 0, got {hra_scale}.")
+        if not 0.0 <= float(hra_scale) < float("inf"):
+            raise ValueError(
+                f"`hra_scale` must be >= 0 and finite, got {hra_scale}."
+            )
         self.teacher_dims = teacher_dims
         self.student_dims = student_dims
         self.word_pairs = int(word_pairs)

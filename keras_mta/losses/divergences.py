@@ -161,8 +161,10 @@ def _check_fraction(name, value):
 
 
 def _check_temperature(temperature):
-    if not float(temperature) > 0.0:
-        raise ValueError(f"`temperature` must be > 0, got {temperature}.")
+    if not 0.0 < float(temperature) < float("inf"):
+        raise ValueError(
+            f"`temperature` must be > 0 and finite, got {temperature}."
+        )
 
 
 def forward_kl(teacher_logits, student_logits, temperature=1.0):

@@ -158,8 +158,10 @@ word_pairs=1, hra_scale=0.1, entropy_weighting=False)
                 f"layer pairs), got {word_pairs}. 0 aligns phrase units "
                 f"everywhere, {num_pairs} word units everywhere."
             )
-        if not float(hra_scale) >= 0.0:
-            raise ValueError(f"`hra_scale` must be >= 0, got {hra_scale}.")
+        if not 0.0 <= float(hra_scale) < float("inf"):
+            raise ValueError(
+                f"`hra_scale` must be >= 0 and finite, got {hra_scale}."
+            )
         self.teacher_layers = teacher_layers
         self.student_layers = student_layers
         self.word_pairs = int(word_pairs)

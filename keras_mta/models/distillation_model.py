@@ -6,6 +6,8 @@ or a teacher cache), and the objective is a list of loss terms
 (`keras_mta.models.terms`), each with its weight and metric names.
 """
 
+import inspect
+
 import keras
 from keras import ops
 
@@ -13,6 +15,10 @@ from keras_mta.models.alignment_plan import AlignmentPlan
 from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
 from keras_mta.models.live_teacher import as_teacher_source
+from keras_mta.models.nonfinite_guard import NonFiniteGuard
+from keras_mta.models.nonfinite_guard import check_nonfinite_mode
+from keras_mta.models.nonfinite_guard import gate_loss
+from keras_mta.models.nonfinite_guard import guard_optimizer
 from keras_mta.models.student_view import StudentView
 from keras_mta.models.student_view import check_student
 from keras_mta.models.teacher_source import resolve_plan
@@ -27,6 +33,9 @@ from keras_mta.models.terms.trajectory_alignment_term import (
     TrajectoryAlignmentTerm,
 )
 from keras_mta.models.variable_paths import prefix_variable_paths
+
+# `fit`'s arguments, to find its `callbacks` however they are passed.
+_FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 
 # `compute_losses` reports these for every model (0 for a term it lacks).
 DEFAULT_VALUES = ("ce", "kd", "mta", "dsa", "hra")
@@ -132,6 +141,13 @@ class DistillationModel(keras.Model):
         terms: optional explicit list of `keras_mta.models.terms.LossTerm`s
             (the objective); when given, `kd_ratio`, `mta_weight`, the
             switches, `ablation` and `alignment_losses` build nothing.
+        nonfinite: `"stop"` (default): `fit` stops at the first step whose
+            loss, term or gradient is NaN or infinite, raises a
+            `keras_mta.models.NonFiniteError` naming the terms and the
+            step, and keeps the weights of the last good step (the bad
+            step is not applied; see
+            `keras_mta.models.nonfinite_guard`). `"ignore"`: train on
+            regardless, as a plain `keras.Model`.
         name: model name.
         **kwargs: base `keras.Model` arguments.
 
@@ -219,10 +235,13 @@ class DistillationModel(keras.Model):
         pair_metrics=False,
         alignment_losses=None,
         terms=None,
+        nonfinite="stop",
         name="distillation_model",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
+        self.nonfinite = check_nonfinite_mode(nonfinite)
+        self._guards_gradients = False
         switches = Switches(
             ablation,
             teacher,
@@ -235,8 +254,10 @@ class DistillationModel(keras.Model):
         )
         if not 0.0 <= float(kd_ratio) <= 1.0:
             raise ValueError(f"`kd_ratio` must lie in [0, 1], got {kd_ratio}.")
-        if not float(temperature) > 0.0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature}.")
+        if not 0.0 < float(temperature) < float("inf"):
+            raise ValueError(
+                f"`temperature` must be > 0 and finite, got {temperature}."
+            )
         self.kd_ratio = float(kd_ratio)
         self.mta_weight = switches.mta_weight
         self.temperature = float(temperature)
@@ -456,6 +477,10 @@ class DistillationModel(keras.Model):
             metrics.update(term.metric_values(values))
         for tracker in self.term_trackers:
             tracker.update_state(metrics[tracker.name])
+        if training and self.nonfinite == "stop":
+            # A non-finite loss or term makes the gradients NaN, so that the
+            # guard's optimizer skips the step (exactly 1 otherwise).
+            return gate_loss(values["loss"], list(metrics.values()))
         return values["loss"]
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -482,6 +507,31 @@ class DistillationModel(keras.Model):
                 "`DistillationModel(divergence=...)`."
             )
         super().compile(optimizer=optimizer, **kwargs)
+        self._guards_gradients = False
+        if self.nonfinite == "stop" and self.optimizer is not None:
+            # After `super().compile`, so that the compile config (and a
+            # saved model) holds your optimizer, wrapped again on loading.
+            self.optimizer, self._guards_gradients = guard_optimizer(
+                self.optimizer
+            )
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, with the non-finite guard (`nonfinite="stop"`)
+        among the callbacks: see the class docstring."""
+        bound = _FIT_SIGNATURE.bind(self, *args, **kwargs)
+        callbacks = bound.arguments.get("callbacks") or []
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            # Yours, as built: add `NonFiniteGuard` to it yourself.
+            return super().fit(*args, **kwargs)
+        callbacks = list(callbacks)
+        guarded = any(isinstance(c, NonFiniteGuard) for c in callbacks)
+        if self.nonfinite == "stop" and not guarded:
+            names = ["loss"] + [t.name for t in self.term_trackers]
+            # Last, so that it reads the optimizer after the callbacks that
+            # restore it at the start (`BackupAndRestore`).
+            callbacks.append(NonFiniteGuard(names, self._guards_gradients))
+        bound.arguments["callbacks"] = callbacks
+        return super().fit(*bound.args[1:], **bound.kwargs)
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
@@ -513,6 +563,7 @@ class DistillationModel(keras.Model):
             "use_hra": self.use_hra,
             "units": self.units,
             "pair_metrics": self.pair_metrics,
+            "nonfinite": self.nonfinite,
         }
         if self._explicit_terms:
             config["terms"] = [

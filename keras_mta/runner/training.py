@@ -6,6 +6,7 @@ import keras
 from keras_mta.losses import get_divergence
 from keras_mta.models import CachedTeacher
 from keras_mta.models import DistillationModel
+from keras_mta.models import NonFiniteError
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import variant_name
 from keras_mta.runner.setup import timed
@@ -84,19 +85,35 @@ def build_variant_model(recipe, variant, teacher, student, plan, steps):
     return model
 
 
-def fit(model, train, valid, epochs, steps_per_epoch):
+# What the command line says to do when training meets a NaN or an
+# infinity (the `DistillationModel`'s guard stops it; see
+# `keras_mta.models.nonfinite_guard`).
+RECIPE_REMEDY = (
+    "Lower training.learning_rate (training.teacher_learning_rate for the "
+    "teacher), set training.clip_norm, lower the distillation weights, or "
+    "check the teacher's weights and the data for NaN or extreme values."
+)
+
+
+def fit(model, train, valid, epochs, steps_per_epoch, what="the model"):
     """`model.fit` on tf.data pipelines (shuffled by the pipeline itself);
-    returns the `History`."""
-    return model.fit(
-        train,
-        validation_data=valid,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        # The pipelines shuffle; Keras ignores (and warns about) its own
-        # `shuffle=True` with a tf.data dataset.
-        shuffle=False,
-        verbose=fit_verbosity(),
-    )
+    returns the `History`. A `DistillationModel` stops at the first NaN or
+    infinite loss, term or gradient with a `NonFiniteError` (a
+    `ValueError`, printed by the command line) that names the terms, the
+    step and `what` was being trained."""
+    try:
+        return model.fit(
+            train,
+            validation_data=valid,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            # The pipelines shuffle; Keras ignores (and warns about) its own
+            # `shuffle=True` with a tf.data dataset.
+            shuffle=False,
+            verbose=fit_verbosity(),
+        )
+    except NonFiniteError as error:
+        raise error.with_remedy(RECIPE_REMEDY, f"Training {what}") from None
 
 
 def train_teacher(recipe, teacher, datasets):
@@ -121,6 +138,7 @@ def train_teacher(recipe, teacher, datasets):
         datasets.valid,
         training.teacher_epochs,
         datasets.steps_per_epoch,
+        what="the teacher",
     )
     return history.history, seconds
 
@@ -161,7 +179,13 @@ def distill_variant(
     source = " from the teacher cache" if from_cache else ""
     say(f"training the student: {variant}{source}")
     history, seconds = timed(
-        fit, model, train, valid, epochs, datasets.steps_per_epoch
+        fit,
+        model,
+        train,
+        valid,
+        epochs,
+        datasets.steps_per_epoch,
+        what=f"the {variant} student",
     )
     return model, history.history, seconds
 

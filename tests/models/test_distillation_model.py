@@ -476,9 +476,11 @@ def test_config_round_trip():
         divergence="skew_forward_kl",
         temperature=2.0,
         ablation="dsa_only",
+        nonfinite="ignore",
     )
     config = model.get_config()
     clone = DistillationModel.from_config(config)
+    assert clone.nonfinite == "ignore"
     assert clone.plan == model.plan
     assert clone.kd_ratio == 0.4 and clone.mta_weight == 1.0
     assert clone.use_hra is False and clone.use_dsa is True
@@ -583,7 +585,8 @@ def test_backup_and_restore_resumes_to_the_same_weights(tmp_path):
         v for v in model.optimizer.variables if "learning_rate" not in v.path
     ]
     start = F.weights_numpy(model)
-    fresh_optimizer = [np.zeros(v.shape, v.dtype) for v in optimizer_state]
+    # Fresh: as built (zero moments; the non-finite guard's scale 1).
+    fresh_optimizer = [_np(v).copy() for v in optimizer_state]
 
     model.fit(x, y, **fit_kwargs)
     reference = [_np(v).copy() for v in trained]

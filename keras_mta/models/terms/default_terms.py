@@ -92,8 +92,10 @@ class Switches:
             raise ValueError(
                 f"`units` must be one of {UNIT_MODES}, got {units!r}."
             )
-        if not float(mta_weight) >= 0.0:
-            raise ValueError(f"`mta_weight` must be >= 0, got {mta_weight}.")
+        if not 0.0 <= float(mta_weight) < float("inf"):
+            raise ValueError(
+                f"`mta_weight` must be >= 0 and finite, got {mta_weight}."
+            )
         self.teacher = teacher
         self.mta_weight = float(mta_weight)
         self.use_kd = bool(use_kd)

@@ -56,8 +56,11 @@ class LossTerm:
     def __init__(self, weight=1.0, name=None):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise TypeError(f"`weight` must be a float, got {weight!r}.")
-        if not float(weight) >= 0.0:
-            raise ValueError(f"`weight` must be >= 0, got {weight}.")
+        if not 0.0 <= float(weight) < float("inf"):
+            raise ValueError(
+                f"`weight` must be >= 0 and finite, got {weight} (term "
+                f"{name!r})."
+            )
         self.weight = float(weight)
         self.name = str(name)
 
