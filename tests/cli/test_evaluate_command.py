@@ -70,7 +70,7 @@ def test_preset_directory_and_missing_directory(tmp_path):
         load_model(str(tmp_path / "nowhere"))
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_packaged_smollm2_gguf_evaluates(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_MTA_CACHE_DIR", str(tmp_path / "cache"))
     results = _evaluate(

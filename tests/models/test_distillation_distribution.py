@@ -21,7 +21,7 @@ pytestmark = [
         keras.backend.backend() != "jax",
         reason="keras.distribution on virtual CPU devices is tested on JAX",
     ),
-    pytest.mark.slow,
+    pytest.mark.large,
 ]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

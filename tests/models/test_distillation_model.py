@@ -431,7 +431,7 @@ def test_error_misc():
 # === Precision, other architectures, serialization ===
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_mixed_bfloat16_losses_in_float32():
     keras.config.set_dtype_policy("mixed_bfloat16")
     teacher, student = F.teacher_student()
@@ -451,7 +451,7 @@ def test_mixed_bfloat16_losses_in_float32():
     assert np.all(np.isfinite(history.history["dsa"]))
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_qwen_teacher_and_student():
     teacher, student = F.qwen(3, 16), F.qwen(2, 8)
     model = DistillationModel(teacher, student)  # default plan
@@ -501,7 +501,7 @@ def test_whole_model_save_and_load(tmp_path):
     assert b == pytest.approx(float(a), rel=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_gradients_reach_student_and_projectors_not_teacher():
     model = _seeded_model()
     x, y, sw = F.make_batch()
@@ -527,7 +527,7 @@ def test_gradients_reach_student_and_projectors_not_teacher():
         assert np.abs(grads[2]).max() == 0.0
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_student_save_to_preset_and_generate(tmp_path):
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
         tokenizer=F.tiny_gpt2_tokenizer(), sequence_length=F.SEQ_LEN
