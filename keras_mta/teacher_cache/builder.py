@@ -8,6 +8,7 @@ from memory and from every training step (see `CachedTeacher` and
 
 import hashlib
 import json
+import math
 import os
 import time
 
@@ -158,8 +159,10 @@ def build_teacher_cache(
         raise ValueError(
             f"`dtype` must be one of {STORAGE_DTYPES}, got {dtype!r}."
         )
-    if not float(temperature) > 0.0:
-        raise ValueError(f"`temperature` must be > 0, got {temperature}.")
+    if not 0.0 < float(temperature) < math.inf:
+        raise ValueError(
+            f"`temperature` must be > 0 and finite, got {temperature}."
+        )
     for name in ("token_ids", "padding_mask"):
         if name not in x:
             raise ValueError(

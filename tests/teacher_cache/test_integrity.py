@@ -230,3 +230,17 @@ def test_resuming_a_sound_cache_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(TeacherCache, "_write_manifest", refuse)
     again = F.create(tmp_path / "c")
     assert again.complete and again.dropped_chunks == {}
+
+
+@pytest.mark.once
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("inf"), float("nan")])
+def test_build_refuses_a_temperature_that_is_not_positive_and_finite(
+    tmp_path, temperature
+):
+    from keras_mta.teacher_cache.builder import build_teacher_cache
+
+    # Refused before the teacher or the inputs are looked at.
+    with pytest.raises(ValueError, match="`temperature` must be > 0 and fin"):
+        build_teacher_cache(
+            None, None, {}, str(tmp_path), temperature=temperature
+        )
