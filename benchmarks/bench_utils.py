@@ -36,21 +36,31 @@ OUTPUT_DIR = REPO / "runs" / "benchmarks"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "t0_mix" / "train.jsonl"
 
 KERAS_DISTILLER = "keras_distiller"
+# MTA with `nonfinite="ignore"`: the cost of the non-finite guard (a
+# `LossScaleOptimizer` at scale 1 and a finite check of the loss terms).
+MTA_UNGUARDED = "mta_unguarded"
 # Our variants (named and labelled in `keras_mta.models.variants`) and, for
 # comparison, Keras's own `keras.distillation.Distiller`.
-VARIANTS = ("sft", "kd", "kd_hra", "kd_dsa", "mta", KERAS_DISTILLER)
+MODEL_VARIANT_NAMES = ("sft", "kd", "kd_hra", "kd_dsa", "mta")
+VARIANTS = (*MODEL_VARIANT_NAMES, MTA_UNGUARDED, KERAS_DISTILLER)
 VARIANT_LABELS = {
-    **{name: MODEL_VARIANTS[name].label for name in VARIANTS[:-1]},
+    **{name: MODEL_VARIANTS[name].label for name in MODEL_VARIANT_NAMES},
+    MTA_UNGUARDED: MODEL_VARIANTS["mta"].label + " without the guard",
     KERAS_DISTILLER: "keras.distillation.Distiller (logits KL)",
 }
 # `DistillationModel(ablation=...)` of each of our variants.
-ABLATION = {name: MODEL_VARIANTS[name].ablation for name in VARIANTS[:-1]}
+ABLATION = {
+    **{name: MODEL_VARIANTS[name].ablation for name in MODEL_VARIANT_NAMES},
+    MTA_UNGUARDED: MODEL_VARIANTS["mta"].ablation,
+}
 
 
 def variant_name(name):
     """The name in `VARIANTS` of `name` (older names such as `kd_only` and
     `full_mta` are read as `kd` and `mta`)."""
-    return name if name == KERAS_DISTILLER else model_variant_name(name)
+    if name in (KERAS_DISTILLER, MTA_UNGUARDED):
+        return name
+    return model_variant_name(name)
 
 
 def variant_names(text):
@@ -372,6 +382,7 @@ def build_variant(variant, teacher, student, plan, learning_rate=1e-5):
         kd_ratio=0.5,
         mta_weight=2.0,
         ablation=ABLATION[variant],
+        nonfinite="ignore" if variant == MTA_UNGUARDED else "stop",
     )
     model.compile(optimizer=optimizer)
     return model

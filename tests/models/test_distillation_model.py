@@ -164,7 +164,7 @@ def test_loss_formula_and_weights():
 
 def test_divergence_and_temperature():
     x, y, sw = F.make_batch()
-    teacher, student = F.teacher_student()
+    teacher, student = F.shared_teacher_student()
     by_name = DistillationModel(
         teacher, student, plan=PLAN, divergence="reverse_kl", temperature=2.0
     )
@@ -319,7 +319,7 @@ def test_pair_metrics():
 
 
 def test_error_layer_index_out_of_range():
-    teacher, student = F.teacher_student()
+    teacher, student = F.shared_teacher_student()
     with pytest.raises(ValueError, match="out of range for the teacher"):
         DistillationModel(teacher, student, plan=AlignmentPlan([2, 4], [1, 2]))
     with pytest.raises(ValueError, match="out of range for the student"):
@@ -335,7 +335,7 @@ def test_error_layer_index_out_of_range():
 def test_error_plan_lists_of_different_lengths():
     with pytest.raises(ValueError, match="one teacher index and one student"):
         AlignmentPlan([1, 2, 3], [1, 2])
-    teacher, student = F.teacher_student()
+    teacher, student = F.shared_teacher_student()
     with pytest.raises(ValueError, match="one teacher index and one student"):
         DistillationModel(
             teacher,
@@ -354,7 +354,7 @@ def test_error_vocabularies_differ():
 def test_error_missing_input_keys():
     # That a dataset has units at all is checked over the whole dataset by
     # the preprocessing statistics; the model names a missing input key.
-    teacher, student = F.teacher_student()
+    teacher, student = F.shared_teacher_student()
     model = DistillationModel(teacher, student, plan=PLAN)
     assert model.input_keys == (
         "token_ids",
@@ -411,7 +411,7 @@ def test_error_teacher_tokenizer_inputs():
 
 
 def test_error_misc():
-    teacher, student = F.teacher_student()
+    teacher, student = F.shared_teacher_student()
     with pytest.raises(ValueError, match="same model"):
         DistillationModel(student, student)
     with pytest.raises(ValueError, match="kd_ratio"):
