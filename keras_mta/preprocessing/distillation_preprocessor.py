@@ -17,6 +17,7 @@ from keras_mta.preprocessing.preprocessing_statistics import (
 )
 from keras_mta.preprocessing.span_masker import SpanMasker
 from keras_mta.preprocessing.span_masker import ragged_pairs
+from keras_mta.preprocessing.unicode_text import lone_surrogate
 
 tf = import_optional("tensorflow", "keras_mta.preprocessing")
 
@@ -791,7 +792,11 @@ def _check_optional_positive_int(name, value):
 
 
 def _python_strings(value, key):
-    """A string or batch of strings as a list of `str`; unbatched?"""
+    """A string or batch of strings as a list of `str`; unbatched?
+
+    Bytes are decoded as UTF-8 (strictly); a string UTF-8 cannot hold (a
+    lone surrogate) is refused here, with its example index, rather than
+    by TensorFlow later without one."""
     if isinstance(value, tf.Tensor):
         if value.dtype != tf.string:
             raise TypeError(
@@ -800,13 +805,12 @@ def _python_strings(value, key):
             )
         value = value.numpy()
         if isinstance(value, bytes):
-            return [value.decode("utf-8")], True
+            return [_checked_text(value, key, 0)], True
         value = value.tolist()
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, (str, bytes)):
-        value = value.decode("utf-8") if isinstance(value, bytes) else value
-        return [value], True
+        return [_checked_text(value, key, 0)], True
     if not isinstance(value, (list, tuple)):
         raise TypeError(
             f"DistillationPreprocessor: {key!r} must be a string or a list "
@@ -814,15 +818,36 @@ def _python_strings(value, key):
         )
     strings = []
     for index, item in enumerate(value):
-        if isinstance(item, bytes):
-            item = item.decode("utf-8")
-        if not isinstance(item, str):
+        if not isinstance(item, (str, bytes)):
             raise TypeError(
                 f"DistillationPreprocessor: {key!r} of example {index} must "
                 f"be a string. Received {type(item).__name__}: {item!r:.80}."
             )
-        strings.append(item)
+        strings.append(_checked_text(item, key, index))
     return strings, False
+
+
+def _checked_text(item, key, index):
+    """`item` (`str` or UTF-8 `bytes`) as a `str` that UTF-8 can hold."""
+    if isinstance(item, bytes):
+        try:
+            return item.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"DistillationPreprocessor: {key!r} of example {index} is "
+                f"not valid UTF-8 (byte {e.start}: {e.reason}). Decode the "
+                "text with its real encoding first."
+            ) from None
+    surrogate = lone_surrogate(item)
+    if surrogate is not None:
+        raise ValueError(
+            f"DistillationPreprocessor: {key!r} of example {index} holds a "
+            f"lone surrogate ({item[surrogate]!r} at character "
+            f"{surrogate}), which UTF-8 cannot encode (a broken escape such "
+            'as "\\ud800" in the source data). Replace it with the '
+            "character it stands for, or drop the example."
+        )
+    return item
 
 
 def _check_responses(responses):
