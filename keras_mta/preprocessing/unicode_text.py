@@ -1,4 +1,44 @@
-"""Lone surrogates: `str` characters that no UTF-8 text can hold."""
+"""The texts preprocessing accepts: `str` (not bytes) that UTF-8 can hold.
+
+Spans are character offsets into a `str`; bytes are refused rather than
+decoded, since offsets into the decoded text differ from offsets into the
+bytes as soon as a character is not ASCII.
+"""
+
+_DECODE = (
+    "decode it first (`text.decode('utf-8')`): spans are character offsets "
+    "into the decoded `str`, which differ from byte offsets for non-ASCII "
+    "text"
+)
+
+
+def checked_text(text, index):
+    """`text` when it is a `str`; a TypeError naming item `index` otherwise.
+
+    Args:
+        text: one item of the texts to chunk.
+        index: its position, for the message.
+    """
+    if isinstance(text, str):
+        return text
+    if isinstance(text, (bytes, bytearray)):
+        raise TypeError(
+            f"texts must be strings; item {index} is "
+            f"{type(text).__name__}: {_DECODE}."
+        )
+    raise TypeError(
+        f"texts must be strings; item {index} is {type(text).__name__}."
+    )
+
+
+def check_not_bytes(texts):
+    """Refuses a whole `bytes` object passed as `texts` (whose items would
+    be ints)."""
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError(
+            "texts must be a string or an iterable of strings; got "
+            f"{type(texts).__name__}: {_DECODE}."
+        )
 
 
 def lone_surrogate(text):
