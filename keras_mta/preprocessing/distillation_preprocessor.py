@@ -624,10 +624,20 @@ class _Side:
             self.prefix + "token_ids": tf.cast(token_ids[:, :-1], "int32"),
             self.prefix + "padding_mask": padding_mask[:, :-1],
         }
+        # A text none of whose tokens could be located in it: keras-hub
+        # altered it (e.g. its byte-pair placeholder "ĴA" becomes a special
+        # token), so its response keeps no target but the end token and no
+        # unit. Counted, and reported by the warning.
+        located = tf.reduce_sum(
+            ids.with_values(tf.cast(starts >= 0, "int32")), axis=1
+        )
         counts = {
             self.prefix + "tokens": tokens,
             self.prefix + "truncated": tf.cast(truncated, "int32"),
             self.prefix + "truncated_tokens": tf.maximum(tokens - capacity, 0),
+            self.prefix + "unaligned": tf.cast(
+                (tokens > 0) & (located == 0), "int32"
+            ),
         }
         if not self.prefix:
             targets = tf.reduce_sum(weight, axis=1)
