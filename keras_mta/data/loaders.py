@@ -5,8 +5,10 @@ the formatted prompt (see `format_prompt`), `response` the text the model
 is trained on, `references` every acceptable answer (for ROUGE-L, which
 takes the maximum over references).
 
-Malformed rows (invalid JSON, missing fields, wrong types, empty response)
-are reported with file and line number. `on_error="raise"` stops at the
+Malformed rows (invalid UTF-8, invalid JSON, missing fields, wrong types,
+empty response, text fields holding a lone surrogate such as the JSON
+escape `"\\ud800"`, which no UTF-8 text can hold) are reported with file
+and line number (and the field). `on_error="raise"` stops at the
 first one; `on_error="skip"` skips them, counts them in the returned
 `LoadReport` and logs one warning per file with the count and the first
 problems.
@@ -18,6 +20,7 @@ import logging
 import os
 
 from keras_mta.data.template import format_prompt
+from keras_mta.preprocessing.unicode_text import lone_surrogate
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,14 @@ def _require_str(row, key, allow_empty=True, optional=False):
         )
     if not allow_empty and not value.strip():
         raise DataError(f"field {key!r} is empty")
+    surrogate = lone_surrogate(value)
+    if surrogate is not None:
+        raise DataError(
+            f"field {key!r} holds a lone surrogate "
+            f"({value[surrogate]!r} at character {surrogate}), which UTF-8 "
+            'cannot encode (a broken JSON escape such as "\\ud800"); '
+            "replace it with the character it stands for"
+        )
     return value
 
 
@@ -198,13 +209,23 @@ def load_examples(path, schema="auto", on_error="raise", limit=None):
         raise FileNotFoundError(f"No data file at {path!r}.")
     report = LoadReport(path=path, schema=schema)
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
+    # Bytes, decoded a line at a time: invalid UTF-8 is a malformed row
+    # (with its file and line), not a bare UnicodeDecodeError.
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            if not raw.strip():
                 continue
             report.rows += 1
             source = f"{path}:{line_number}"
             try:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"invalid UTF-8 at byte {e.start} of the line "
+                        f"({raw[e.start : e.start + 4]!r}: {e.reason}); "
+                        "save the file as UTF-8"
+                    ) from None
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:

@@ -34,6 +34,8 @@ import os
 import warnings
 
 from keras_mta.preprocessing.statistics import SpanStatistics
+from keras_mta.preprocessing.unicode_text import check_not_bytes
+from keras_mta.preprocessing.unicode_text import checked_text
 from keras_mta.utils.cache_dir import cache_dir
 from keras_mta.utils.files import atomic_write
 
@@ -262,12 +264,8 @@ class SpanCache:
             order of `texts`. `self.statistics` holds the `SpanStatistics`
             of this call (texts, units, cache hits and misses).
         """
-        texts = list(texts)
-        for k, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(
-                    f"texts must be strings; item {k} is {type(text).__name__}."
-                )
+        check_not_bytes(texts)
+        texts = [checked_text(text, k) for k, text in enumerate(texts)]
         keys = [text_key(text) for text in texts]
         entries = self.load()
         missing = {}

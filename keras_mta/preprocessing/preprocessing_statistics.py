@@ -26,7 +26,9 @@ COUNT_KEYS = (
 
 
 class TruncationWarning(UserWarning):
-    """Tokens or semantic units of a dataset were cut or dropped."""
+    """Tokens, semantic units or response targets of a dataset were cut,
+    dropped or lost (truncation, `max_units`, units covering no token,
+    texts whose tokens cannot be located in them)."""
 
 
 @dataclasses.dataclass
@@ -42,9 +44,14 @@ class PreprocessingStatistics:
         response_tokens: response targets inside the window (weight 1).
         examples_without_response: examples whose response lies wholly
             outside the window (no target is trained).
+        unaligned_examples: examples none of whose tokens could be located
+            in their text: the tokenizer does not represent the text
+            faithfully (keras-hub's byte-pair tokenizer turns its internal
+            placeholder `"ĴA"` into a special token), so the response keeps
+            no target but the end token and no unit.
         teacher_tokens, teacher_truncated_examples,
-        teacher_truncated_tokens: the same for the teacher's tokens, when
-            the tokenizers differ.
+        teacher_truncated_tokens, teacher_unaligned_examples: the same for
+            the teacher's tokens, when the tokenizers differ.
         units: per unit kind (`"word_units"`, `"phrase_units"`, and
             `"teacher_..."`), a dict of the `SpanMasker` counts: `units`,
             `kept`, `dropped_overflow`, `dropped_truncation`,
@@ -59,9 +66,11 @@ class PreprocessingStatistics:
     truncated_tokens: int = 0
     response_tokens: int = 0
     examples_without_response: int = 0
+    unaligned_examples: int = 0
     teacher_tokens: int = 0
     teacher_truncated_examples: int = 0
     teacher_truncated_tokens: int = 0
+    teacher_unaligned_examples: int = 0
     units: dict = dataclasses.field(default_factory=dict)
     sequence_length: int = None
     max_word_units: int = None
@@ -75,6 +84,8 @@ class PreprocessingStatistics:
         "truncated_tokens": "truncated_tokens",
         "response_tokens": "response_tokens",
         "no_response": "examples_without_response",
+        "unaligned": "unaligned_examples",
+        "teacher_unaligned": "teacher_unaligned_examples",
         "teacher_tokens": "teacher_tokens",
         "teacher_truncated": "teacher_truncated_examples",
         "teacher_truncated_tokens": "teacher_truncated_tokens",
@@ -170,12 +181,17 @@ class PreprocessingStatistics:
         return self.truncated_examples / self.examples if self.examples else 0.0
 
     def has_losses(self):
-        """Whether anything was truncated or dropped."""
+        """Whether anything was truncated, dropped or lost: truncation,
+        units over `max_units`, by truncation or covering no token, and
+        texts whose tokens could not be located in them."""
         return bool(
             self.truncated_examples
             or self.teacher_truncated_examples
             or self.examples_without_response
+            or self.unaligned_examples
+            or self.teacher_unaligned_examples
             or any(self.dropped(kind) for kind in self.units)
+            or any(c["dropped_empty"] for c in self.units.values())
         )
 
     def to_span_statistics(self, spans_statistics=None):
@@ -222,6 +238,18 @@ class PreprocessingStatistics:
             f"response targets: {self.response_tokens}; examples with no "
             f"response inside the window: {self.examples_without_response}",
         ]
+        for field, side in (
+            ("unaligned_examples", ""),
+            ("teacher_unaligned_examples", "teacher "),
+        ):
+            if getattr(self, field):
+                lines.append(
+                    f"{getattr(self, field)} examples whose {side}tokens "
+                    "could not be located in their text (the tokenizer "
+                    "altered it, e.g. keras-hub's byte-pair placeholder "
+                    "'ĴA'): their response keeps no target but the end "
+                    "token and no unit; fix or drop those texts"
+                )
         if self.teacher_sequence_length is not None:
             lines.append(
                 "teacher truncated to sequence_length="
@@ -254,8 +282,8 @@ class PreprocessingStatistics:
         logger.info("DistillationPreprocessor statistics:\n%s", summary)
         if self.has_losses():
             warnings.warn(
-                "DistillationPreprocessor cut tokens or dropped units:\n"
-                + summary,
+                "DistillationPreprocessor cut tokens, dropped units or lost "
+                "response targets:\n" + summary,
                 TruncationWarning,
                 stacklevel=3,
             )

@@ -141,3 +141,23 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "chunk" in capsys.readouterr().out
+
+
+def test_lone_surrogates_and_invalid_utf8_are_named_and_skipped(
+    tmp_path, capsys
+):
+    surrogate = dict(DOLLY[1], response="A man \ud800 walks.")
+    lines = [json.dumps(row).encode() for row in (DOLLY[0], surrogate)]
+    lines.append(b'{"instruction": "x", "response": "caf\xe9"}')
+    data = tmp_path / "bad.jsonl"
+    data.write_bytes(b"\n".join(lines + [json.dumps(DOLLY[2]).encode()]))
+    argv = ["chunk", str(data), "--cache-dir", str(tmp_path / "c")]
+    assert main(argv) == 1
+    assert "bad.jsonl:2: field 'response' holds a lone surrogate" in (
+        capsys.readouterr().err
+    )
+    assert main(argv + ["--skip-bad-rows", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "4 rows (dolly), 2 examples, 2 skipped" in out
+    assert "bad.jsonl:3: invalid UTF-8" in out
+    assert "texts: 2" in out

@@ -94,6 +94,15 @@ MALFORMED = [
     ),
     ({"instruction": "x", "context": ""}, "missing field 'response'"),
     ([1, 2], "must be a JSON object"),
+    # The JSON escape of a lone surrogate: a `str` UTF-8 cannot hold.
+    (
+        {"instruction": "x", "context": "", "response": "a\ud800b"},
+        "'response' holds a lone surrogate",
+    ),
+    (
+        {"instruction": "x", "context": "\udfff", "response": "ok"},
+        "'context' holds a lone surrogate",
+    ),
 ]
 
 
@@ -108,6 +117,19 @@ def test_malformed_rows_are_named_with_file_and_line(tmp_path, bad, message):
     assert report.skipped == 1
     assert report.rows == 3
     assert report.problems[0].startswith(f"{path}:2")
+
+
+def test_invalid_utf8_is_named_with_file_and_line_and_skipped(tmp_path):
+    good = json.dumps({"instruction": "Say hi.", "response": "Hi."})
+    path = tmp_path / "data.jsonl"
+    bad = b'{"instruction": "x", "response": "caf\xe9"}'
+    path.write_bytes(good.encode() + b"\n" + bad + b"\n" + good.encode())
+    with pytest.raises(DataError, match="data.jsonl:2: invalid UTF-8 at byte"):
+        load_examples(path)
+    examples, report = load_examples(path, on_error="skip")
+    assert len(examples) == 2
+    assert (report.rows, report.skipped) == (3, 1)
+    assert report.problems[0].startswith(f"{path}:2: invalid UTF-8")
 
 
 def test_skipping_warns_once(tmp_path, caplog):

@@ -309,3 +309,7 @@ def test_invalid_arguments(chunker, tmp_path):
         SpanCache(tmp_path, chunker=chunker, shard_size=0)
     with pytest.raises(TypeError, match="item 0"):
         SpanCache(tmp_path, chunker=chunker).get_or_compute([None])
+    with pytest.raises(TypeError, match=r"got bytes: decode it first"):
+        SpanCache(tmp_path, chunker=chunker).get_or_compute(b"The cat.")
+    with pytest.raises(TypeError, match=r"item 0 is bytes: decode it first"):
+        SpanCache(tmp_path, chunker=chunker).get_or_compute([b"The cat."])

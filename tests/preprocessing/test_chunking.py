@@ -212,6 +212,11 @@ def test_invalid_arguments(chunker):
         PhraseChunker(batch_size=0)
     with pytest.raises(TypeError, match="item 1"):
         chunker.chunk(["fine", 3])
+    # Bytes are refused, not decoded: spans are offsets into a `str`.
+    with pytest.raises(TypeError, match=r"got bytes: decode it first"):
+        chunker.chunk(b"The cat sat.")
+    with pytest.raises(TypeError, match=r"item 1 is bytes: decode it first"):
+        chunker.chunk(["fine", "caf\u00e9".encode()])
 
 
 def test_config_repr_and_pickle(chunker):

@@ -448,6 +448,19 @@ def test_statistics_and_warning(llama):
 
 
 @pytest.mark.once
+def test_text_utf8_cannot_hold_is_named_with_its_example(llama):
+    preprocessor = DistillationPreprocessor(llama, chunker=WhitespaceChunker())
+    good = {"prompt": PROMPT, "response": RESPONSE}
+    bad = {"prompt": PROMPT, "response": "Apples \ud800 pears."}
+    with pytest.raises(ValueError, match="'response' of example 1 holds a lo"):
+        preprocessor.prepare_dataset([good, bad], statistics=False)
+    with pytest.raises(ValueError, match="'prompt' of example 0 holds a lone"):
+        preprocessor(dict(features([(PROMPT, RESPONSE)]), prompt=["\udc00"]))
+    with pytest.raises(ValueError, match="'response' of example 0 is not va"):
+        preprocessor({"prompt": PROMPT, "response": b"caf\xe9"})
+
+
+@pytest.mark.once
 def test_bad_inputs_name_the_problem(llama):
     preprocessor = DistillationPreprocessor(llama)
     good = features([(PROMPT, RESPONSE)])

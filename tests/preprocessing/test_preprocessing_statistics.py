@@ -6,10 +6,12 @@ import pytest
 
 from keras_mta.preprocessing import DistillationPreprocessor
 from keras_mta.preprocessing import PreprocessingStatistics
+from keras_mta.preprocessing import TruncationWarning
 from tests.preprocessing import offline_tokenizers as ot
 from tests.preprocessing.test_distillation_preprocessor import PROMPT
 from tests.preprocessing.test_distillation_preprocessor import RESPONSE
 from tests.preprocessing.test_distillation_preprocessor import WhitespaceChunker
+from tests.preprocessing.test_distillation_preprocessor import dataset
 
 LONG_RESPONSE = " ".join([RESPONSE] * 12)
 
@@ -104,3 +106,34 @@ def test_a_dataset_whose_phrases_are_all_cut_off_raises(preprocessor):
     with pytest.raises(ValueError, match="phrase_units") as error:
         stats.check_units(("word_units", "phrase_units"), name="toy")
     assert "8 cut off by truncation" in str(error.value)
+
+
+@pytest.mark.once
+def test_units_covering_no_token_alone_warn():
+    stats = PreprocessingStatistics(examples=1, sequence_length=64)
+    stats.update({"word_units/units": [2], "word_units/kept": [1]})
+    assert not stats.has_losses()
+    stats.update({"word_units/dropped_empty": [1]})
+    assert stats.has_losses()
+    with pytest.warns(TruncationWarning, match="1 cover no token"):
+        stats.report()
+
+
+@pytest.mark.once
+def test_a_text_the_tokenizer_alters_is_counted_and_warned():
+    # keras-hub's byte-pair tokenizer turns its placeholder "ĴA" into
+    # `<|endoftext|>`: no token lies in the text, the response keeps only
+    # the end token as target and no unit.
+    gpt2 = keras_hub.models.GPT2CausalLMPreprocessor(
+        tokenizer=ot.gpt2_tokenizer(), sequence_length=64
+    )
+    preprocessor = DistillationPreprocessor(gpt2)
+    pairs = [("Q: Name one.\nA: ", "Fine ĴA"), ("Q: Two?\nA: ", "Apples.")]
+    # compute_statistics: one trace (prepare_dataset adds the map's).
+    with pytest.warns(TruncationWarning, match="could not be located"):
+        stats = preprocessor.compute_statistics(dataset(pairs))
+    assert stats.unaligned_examples == 1
+    assert stats.teacher_unaligned_examples == 0
+    # Every word of the altered text (prompt included) covers no token.
+    assert stats.units["word_units"]["dropped_empty"] == 6
+    assert "1 examples whose tokens could not be located" in str(stats)
