@@ -29,6 +29,9 @@ import math
 import keras
 from keras import ops
 
+from keras_mta.losses.shapes import check_same_shape
+from keras_mta.losses.shapes import check_shape
+
 
 def _log_probs(logits, temperature):
     return ops.log_softmax(ops.cast(logits, "float32") / temperature, axis=-1)
@@ -160,6 +163,50 @@ def _check_fraction(name, value):
         )
 
 
+def _check_logits(where, teacher_logits, student_logits):
+    check_same_shape(
+        where,
+        "teacher_logits",
+        teacher_logits,
+        "student_logits",
+        student_logits,
+    )
+
+
+def _check_top_k_inputs(
+    where, log_probs, indices, log_rest, student_logits, sample_weight=None
+):
+    sizes = {}
+    check_shape(
+        where,
+        "student_logits",
+        student_logits,
+        ("batch", "seq_len", None),
+        sizes,
+    )
+    check_shape(
+        where,
+        "teacher_top_k_log_probs",
+        log_probs,
+        ("batch", "seq_len", "k"),
+        sizes,
+    )
+    check_shape(
+        where,
+        "teacher_top_k_indices",
+        indices,
+        ("batch", "seq_len", "k"),
+        sizes,
+    )
+    check_shape(
+        where, "teacher_log_rest", log_rest, ("batch", "seq_len"), sizes
+    )
+    if sample_weight is not None:
+        check_shape(
+            where, "sample_weight", sample_weight, ("batch", "seq_len"), sizes
+        )
+
+
 def _check_temperature(temperature):
     if not 0.0 < float(temperature) < float("inf"):
         raise ValueError(
@@ -169,6 +216,7 @@ def _check_temperature(temperature):
 
 def forward_kl(teacher_logits, student_logits, temperature=1.0):
     """Forward KL `KL(p_T || p_S)` per position."""
+    _check_logits("forward_kl", teacher_logits, student_logits)
     _check_temperature(temperature)
     return _kl_from_log_probs(
         _log_probs(teacher_logits, temperature),
@@ -178,6 +226,7 @@ def forward_kl(teacher_logits, student_logits, temperature=1.0):
 
 def reverse_kl(teacher_logits, student_logits, temperature=1.0):
     """Reverse KL `KL(p_S || p_T)` per position."""
+    _check_logits("reverse_kl", teacher_logits, student_logits)
     _check_temperature(temperature)
     return _kl_from_log_probs(
         _log_probs(student_logits, temperature),
@@ -191,6 +240,7 @@ def jensen_shannon(teacher_logits, student_logits, beta=0.5, temperature=1.0):
     `JS_beta = beta KL(p_T || m) + (1 - beta) KL(p_S || m)` with
     `m = beta p_T + (1 - beta) p_S`; `beta = 0.5` is the symmetric JSD.
     """
+    _check_logits("jensen_shannon", teacher_logits, student_logits)
     _check_fraction("beta", beta)
     _check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
@@ -203,6 +253,7 @@ def jensen_shannon(teacher_logits, student_logits, beta=0.5, temperature=1.0):
 
 def total_variation(teacher_logits, student_logits, temperature=1.0):
     """Total variation distance `0.5 * sum |p_T - p_S|` per position."""
+    _check_logits("total_variation", teacher_logits, student_logits)
     _check_temperature(temperature)
     p_t = ops.exp(_log_probs(teacher_logits, temperature))
     p_s = ops.exp(_log_probs(student_logits, temperature))
@@ -211,6 +262,7 @@ def total_variation(teacher_logits, student_logits, temperature=1.0):
 
 def skew_forward_kl(teacher_logits, student_logits, skew=0.1, temperature=1.0):
     """Skew forward KL `KL(p_T || a p_T + (1 - a) p_S)` per position."""
+    _check_logits("skew_forward_kl", teacher_logits, student_logits)
     _check_fraction("skew", skew)
     _check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
@@ -220,6 +272,7 @@ def skew_forward_kl(teacher_logits, student_logits, skew=0.1, temperature=1.0):
 
 def skew_reverse_kl(teacher_logits, student_logits, skew=0.1, temperature=1.0):
     """Skew reverse KL `KL(p_S || a p_S + (1 - a) p_T)` per position."""
+    _check_logits("skew_reverse_kl", teacher_logits, student_logits)
     _check_fraction("skew", skew)
     _check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
@@ -274,7 +327,19 @@ class _Divergence(keras.losses.Loss):
 
         Returns:
             The reduced loss (a scalar with the default reduction).
+
+        Raises:
+            ValueError: when the shapes disagree (rank, batch, sequence
+                length or `k`; a size-1 dimension is not broadcast).
         """
+        _check_top_k_inputs(
+            f"{type(self).__name__}.top_k",
+            teacher_top_k_log_probs,
+            teacher_top_k_indices,
+            teacher_log_rest,
+            student_logits,
+            sample_weight,
+        )
         log_t = coarse_teacher_log_probs(
             teacher_top_k_log_probs, teacher_log_rest
         )
