@@ -27,10 +27,13 @@ divergence.
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_mta.losses.shapes import check_same_shape
 from keras_mta.losses.shapes import check_shape
+from keras_mta.losses.shapes import static_dim
+from keras_mta.losses.shapes import static_shape
 
 
 def _log_probs(logits, temperature):
@@ -145,13 +148,72 @@ def coarse_student_log_probs(student_logits, top_k_indices, temperature=1.0):
     every other token (a log-sum-exp over them) for the bucket. Shapes
     `(batch, seq_len, vocab_size)` and `(batch, seq_len, k)`. Gradients flow
     to all student logits.
+
+    Indices outside the vocabulary: `k` above the vocabulary size is
+    refused with a ValueError (static shapes). An index value outside
+    `[0, vocab_size)` names a token the student does not have (a teacher
+    cache built for another vocabulary, or a damaged one): the student's
+    law, and so the divergence, is NaN at exactly that position, the same
+    on every backend, and the non-finite guard of `DistillationModel.fit`
+    stops the run there, naming the KD term. Values cannot raise inside a
+    compiled step; `check_top_k_indices` checks concrete (NumPy) indices
+    eagerly, and `Divergence.top_k` calls it on NumPy inputs.
     """
     _check_temperature(temperature)
+    _check_k(
+        "coarse_student_log_probs", top_k_indices.shape[-1], student_logits
+    )
     log_q = _log_probs(student_logits, temperature)
+    vocab_size = ops.shape(log_q)[-1]
     indices = ops.cast(top_k_indices, "int32")
+    in_vocabulary = ops.all(
+        ops.logical_and(indices >= 0, indices < vocab_size),
+        axis=-1,
+        keepdims=True,
+    )
+    # Clipped so that the gather and the scatter stay in range on every
+    # backend; the positions that needed it are set to NaN below.
+    indices = ops.clip(indices, 0, vocab_size - 1)
     top = ops.take_along_axis(log_q, indices, axis=-1)
     rest = _rest_log_mass(log_q, indices)
-    return ops.concatenate([top, rest[..., None]], axis=-1)
+    coarse = ops.concatenate([top, rest[..., None]], axis=-1)
+    return ops.where(in_vocabulary, coarse, float("nan"))
+
+
+def check_top_k_indices(indices, vocabulary_size):
+    """Raise if a concrete top-k index lies outside `[0, vocabulary_size)`.
+
+    Args:
+        indices: NumPy-convertible int array `(batch, seq_len, k)` of token
+            ids, e.g. a teacher cache's `teacher_top_k_indices`.
+        vocabulary_size: int, the student's vocabulary size.
+
+    Raises:
+        ValueError: naming the first bad position and value.
+    """
+    indices = np.asarray(indices)
+    bad = np.argwhere((indices < 0) | (indices >= int(vocabulary_size)))
+    if len(bad):
+        where = [int(i) for i in bad[0]]
+        raise ValueError(
+            f"Top-k index {where} = {int(indices[tuple(where)])} lies "
+            f"outside the vocabulary [0, {int(vocabulary_size)}) "
+            f"({len(bad)} such indices). The teacher cache was built for "
+            "another vocabulary, or is damaged: rebuild it with the "
+            "teacher that shares the student's tokenizer."
+        )
+
+
+def _check_k(where, k, student_logits):
+    vocab_size = static_shape(student_logits)[-1]
+    k = static_dim(k)
+    if k is not None and vocab_size is not None and k > vocab_size:
+        raise ValueError(
+            f"{where}: the teacher's top-k has k = {k} tokens, above the "
+            f"student's vocabulary size {vocab_size}. Use a teacher cache "
+            "built with `top_k` <= the vocabulary size, for a teacher that "
+            "shares the student's vocabulary."
+        )
 
 
 def _check_fraction(name, value):
@@ -205,6 +267,9 @@ def _check_top_k_inputs(
         check_shape(
             where, "sample_weight", sample_weight, ("batch", "seq_len"), sizes
         )
+    _check_k(where, static_shape(indices)[-1], student_logits)
+    if isinstance(indices, np.ndarray):
+        check_top_k_indices(indices, student_logits.shape[-1])
 
 
 def _check_temperature(temperature):

@@ -11,7 +11,8 @@ dimension, e.g. the batch of a symbolic input, is not checked.
 import operator
 
 
-def _static_dim(dim):
+def static_dim(dim):
+    """`dim` as an int, or None where unknown or symbolic."""
     if dim is None or isinstance(dim, int):
         return dim
     try:
@@ -23,7 +24,7 @@ def _static_dim(dim):
 def static_shape(x):
     """The static shape of `x` as a tuple of ints (None where unknown or
     symbolic)."""
-    return tuple(_static_dim(d) for d in x.shape)
+    return tuple(static_dim(d) for d in x.shape)
 
 
 def _expected(dims):
