@@ -81,6 +81,17 @@ def unit_weights(weights, membership):
 
 
 def safe_l2_normalize(x, axis=-1, eps=1e-8):
-    """`x / max(||x||, eps)` with a finite gradient at `x = 0`."""
+    """`x / ||x||`, scale-free, and 0 with a finite gradient at `x = 0`.
+
+    Each vector is first divided by its largest absolute entry (a constant
+    of the gradient), so its norm lies in `[1, sqrt(dim)]`: states of any
+    scale, 1e-10 or 1e20, give the exact unit vector (the norm of the raw
+    vector would underflow below `eps` or overflow to inf in float32). Only
+    an exact zero vector is left at zero; `eps` guards it
+    (`y / max(||y||, eps)`), so its gradient is finite.
+    """
+    scale = ops.stop_gradient(ops.max(ops.abs(x), axis=axis, keepdims=True))
+    x = x / ops.where(scale > 0, scale, ops.ones_like(scale))
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(squared, eps * eps))
+
