@@ -1,6 +1,7 @@
 import keras
 
 from keras_mta.losses.alignment import hidden_alignment
+from keras_mta.losses.shapes import check_alignment_inputs
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
@@ -115,6 +116,15 @@ class HiddenAlignmentLoss(keras.layers.Layer):
         teacher_importance=None,
         teacher_token_weights=None,
     ):
+        check_alignment_inputs(
+            "HiddenAlignmentLoss",
+            student_hidden,
+            teacher_hidden,
+            units,
+            padding_mask,
+            teacher_importance=teacher_importance,
+            teacher_token_weights=teacher_token_weights,
+        )
         if teacher_hidden.shape[-1] != self.teacher_dim:
             raise ValueError(
                 f"HiddenAlignmentLoss has teacher_dim={self.teacher_dim}, but "

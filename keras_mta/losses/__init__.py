@@ -13,6 +13,7 @@ from keras_mta.losses.divergences import ReverseKL
 from keras_mta.losses.divergences import SkewForwardKL
 from keras_mta.losses.divergences import SkewReverseKL
 from keras_mta.losses.divergences import TotalVariation
+from keras_mta.losses.divergences import check_top_k_indices
 from keras_mta.losses.divergences import coarse_student_log_probs
 from keras_mta.losses.divergences import coarse_teacher_log_probs
 from keras_mta.losses.divergences import forward_kl

@@ -6,6 +6,7 @@ projector); the functions are the single implementation of the formulas.
 
 from keras import ops
 
+from keras_mta.losses.shapes import check_alignment_inputs
 from keras_mta.losses.token_importance import token_importance
 from keras_mta.losses.units import WEIGHT_EPS
 from keras_mta.losses.units import normalized_token_weights
@@ -54,7 +55,21 @@ def structural_alignment(
 
     Returns:
         float32 scalar.
+
+    Raises:
+        ValueError: when the shapes disagree (rank, batch or sequence
+            length; a size-1 dimension is not broadcast).
     """
+    check_alignment_inputs(
+        "structural_alignment",
+        student_hidden,
+        teacher_hidden,
+        units,
+        padding_mask,
+        student_importance=student_importance,
+        teacher_importance=teacher_importance,
+        teacher_token_weights=teacher_token_weights,
+    )
     mask = ops.cast(padding_mask, "float32")
     student_hidden = ops.cast(student_hidden, "float32")
     teacher_hidden = ops.stop_gradient(ops.cast(teacher_hidden, "float32"))
@@ -127,7 +142,21 @@ def hidden_alignment(
 
     Returns:
         float32 scalar.
+
+    Raises:
+        ValueError: when the shapes disagree (rank, batch or sequence
+            length; a size-1 dimension is not broadcast).
     """
+    check_alignment_inputs(
+        "hidden_alignment",
+        projected_student,
+        teacher_hidden,
+        units,
+        padding_mask,
+        student_name="projected_student",
+        teacher_importance=teacher_importance,
+        teacher_token_weights=teacher_token_weights,
+    )
     mask = ops.cast(padding_mask, "float32")
     teacher_hidden = ops.stop_gradient(ops.cast(teacher_hidden, "float32"))
     projected_student = ops.cast(projected_student, "float32")

@@ -27,7 +27,13 @@ divergence.
 import math
 
 import keras
+import numpy as np
 from keras import ops
+
+from keras_mta.losses.shapes import check_same_shape
+from keras_mta.losses.shapes import check_shape
+from keras_mta.losses.shapes import static_dim
+from keras_mta.losses.shapes import static_shape
 
 
 def _log_probs(logits, temperature):
@@ -142,13 +148,72 @@ def coarse_student_log_probs(student_logits, top_k_indices, temperature=1.0):
     every other token (a log-sum-exp over them) for the bucket. Shapes
     `(batch, seq_len, vocab_size)` and `(batch, seq_len, k)`. Gradients flow
     to all student logits.
+
+    Indices outside the vocabulary: `k` above the vocabulary size is
+    refused with a ValueError (static shapes). An index value outside
+    `[0, vocab_size)` names a token the student does not have (a teacher
+    cache built for another vocabulary, or a damaged one): the student's
+    law, and so the divergence, is NaN at exactly that position, the same
+    on every backend, and the non-finite guard of `DistillationModel.fit`
+    stops the run there, naming the KD term. Values cannot raise inside a
+    compiled step; `check_top_k_indices` checks concrete (NumPy) indices
+    eagerly, and `Divergence.top_k` calls it on NumPy inputs.
     """
     _check_temperature(temperature)
+    _check_k(
+        "coarse_student_log_probs", top_k_indices.shape[-1], student_logits
+    )
     log_q = _log_probs(student_logits, temperature)
+    vocab_size = ops.shape(log_q)[-1]
     indices = ops.cast(top_k_indices, "int32")
+    in_vocabulary = ops.all(
+        ops.logical_and(indices >= 0, indices < vocab_size),
+        axis=-1,
+        keepdims=True,
+    )
+    # Clipped so that the gather and the scatter stay in range on every
+    # backend; the positions that needed it are set to NaN below.
+    indices = ops.clip(indices, 0, vocab_size - 1)
     top = ops.take_along_axis(log_q, indices, axis=-1)
     rest = _rest_log_mass(log_q, indices)
-    return ops.concatenate([top, rest[..., None]], axis=-1)
+    coarse = ops.concatenate([top, rest[..., None]], axis=-1)
+    return ops.where(in_vocabulary, coarse, float("nan"))
+
+
+def check_top_k_indices(indices, vocabulary_size):
+    """Raise if a concrete top-k index lies outside `[0, vocabulary_size)`.
+
+    Args:
+        indices: NumPy-convertible int array `(batch, seq_len, k)` of token
+            ids, e.g. a teacher cache's `teacher_top_k_indices`.
+        vocabulary_size: int, the student's vocabulary size.
+
+    Raises:
+        ValueError: naming the first bad position and value.
+    """
+    indices = np.asarray(indices)
+    bad = np.argwhere((indices < 0) | (indices >= int(vocabulary_size)))
+    if len(bad):
+        where = [int(i) for i in bad[0]]
+        raise ValueError(
+            f"Top-k index {where} = {int(indices[tuple(where)])} lies "
+            f"outside the vocabulary [0, {int(vocabulary_size)}) "
+            f"({len(bad)} such indices). The teacher cache was built for "
+            "another vocabulary, or is damaged: rebuild it with the "
+            "teacher that shares the student's tokenizer."
+        )
+
+
+def _check_k(where, k, student_logits):
+    vocab_size = static_shape(student_logits)[-1]
+    k = static_dim(k)
+    if k is not None and vocab_size is not None and k > vocab_size:
+        raise ValueError(
+            f"{where}: the teacher's top-k has k = {k} tokens, above the "
+            f"student's vocabulary size {vocab_size}. Use a teacher cache "
+            "built with `top_k` <= the vocabulary size, for a teacher that "
+            "shares the student's vocabulary."
+        )
 
 
 def _check_fraction(name, value):
@@ -160,6 +225,53 @@ def _check_fraction(name, value):
         )
 
 
+def _check_logits(where, teacher_logits, student_logits):
+    check_same_shape(
+        where,
+        "teacher_logits",
+        teacher_logits,
+        "student_logits",
+        student_logits,
+    )
+
+
+def _check_top_k_inputs(
+    where, log_probs, indices, log_rest, student_logits, sample_weight=None
+):
+    sizes = {}
+    check_shape(
+        where,
+        "student_logits",
+        student_logits,
+        ("batch", "seq_len", None),
+        sizes,
+    )
+    check_shape(
+        where,
+        "teacher_top_k_log_probs",
+        log_probs,
+        ("batch", "seq_len", "k"),
+        sizes,
+    )
+    check_shape(
+        where,
+        "teacher_top_k_indices",
+        indices,
+        ("batch", "seq_len", "k"),
+        sizes,
+    )
+    check_shape(
+        where, "teacher_log_rest", log_rest, ("batch", "seq_len"), sizes
+    )
+    if sample_weight is not None:
+        check_shape(
+            where, "sample_weight", sample_weight, ("batch", "seq_len"), sizes
+        )
+    _check_k(where, static_shape(indices)[-1], student_logits)
+    if isinstance(indices, np.ndarray):
+        check_top_k_indices(indices, student_logits.shape[-1])
+
+
 def _check_temperature(temperature):
     if not 0.0 < float(temperature) < float("inf"):
         raise ValueError(
@@ -169,6 +281,7 @@ def _check_temperature(temperature):
 
 def forward_kl(teacher_logits, student_logits, temperature=1.0):
     """Forward KL `KL(p_T || p_S)` per position."""
+    _check_logits("forward_kl", teacher_logits, student_logits)
     _check_temperature(temperature)
     return _kl_from_log_probs(
         _log_probs(teacher_logits, temperature),
@@ -178,6 +291,7 @@ def forward_kl(teacher_logits, student_logits, temperature=1.0):
 
 def reverse_kl(teacher_logits, student_logits, temperature=1.0):
     """Reverse KL `KL(p_S || p_T)` per position."""
+    _check_logits("reverse_kl", teacher_logits, student_logits)
     _check_temperature(temperature)
     return _kl_from_log_probs(
         _log_probs(student_logits, temperature),
@@ -191,6 +305,7 @@ def jensen_shannon(teacher_logits, student_logits, beta=0.5, temperature=1.0):
     `JS_beta = beta KL(p_T || m) + (1 - beta) KL(p_S || m)` with
     `m = beta p_T + (1 - beta) p_S`; `beta = 0.5` is the symmetric JSD.
     """
+    _check_logits("jensen_shannon", teacher_logits, student_logits)
     _check_fraction("beta", beta)
     _check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
@@ -203,6 +318,7 @@ def jensen_shannon(teacher_logits, student_logits, beta=0.5, temperature=1.0):
 
 def total_variation(teacher_logits, student_logits, temperature=1.0):
     """Total variation distance `0.5 * sum |p_T - p_S|` per position."""
+    _check_logits("total_variation", teacher_logits, student_logits)
     _check_temperature(temperature)
     p_t = ops.exp(_log_probs(teacher_logits, temperature))
     p_s = ops.exp(_log_probs(student_logits, temperature))
@@ -211,6 +327,7 @@ def total_variation(teacher_logits, student_logits, temperature=1.0):
 
 def skew_forward_kl(teacher_logits, student_logits, skew=0.1, temperature=1.0):
     """Skew forward KL `KL(p_T || a p_T + (1 - a) p_S)` per position."""
+    _check_logits("skew_forward_kl", teacher_logits, student_logits)
     _check_fraction("skew", skew)
     _check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
@@ -220,6 +337,7 @@ def skew_forward_kl(teacher_logits, student_logits, skew=0.1, temperature=1.0):
 
 def skew_reverse_kl(teacher_logits, student_logits, skew=0.1, temperature=1.0):
     """Skew reverse KL `KL(p_S || a p_S + (1 - a) p_T)` per position."""
+    _check_logits("skew_reverse_kl", teacher_logits, student_logits)
     _check_fraction("skew", skew)
     _check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
@@ -274,7 +392,19 @@ class _Divergence(keras.losses.Loss):
 
         Returns:
             The reduced loss (a scalar with the default reduction).
+
+        Raises:
+            ValueError: when the shapes disagree (rank, batch, sequence
+                length or `k`; a size-1 dimension is not broadcast).
         """
+        _check_top_k_inputs(
+            f"{type(self).__name__}.top_k",
+            teacher_top_k_log_probs,
+            teacher_top_k_indices,
+            teacher_log_rest,
+            student_logits,
+            sample_weight,
+        )
         log_t = coarse_teacher_log_probs(
             teacher_top_k_log_probs, teacher_log_rest
         )

@@ -7,6 +7,7 @@ belongs to unit `u` when `start_u <= t < end_u` and the token is real
 structure lives only in the `(batch, max_units, seq_len)` membership matrix.
 """
 
+import numpy as np
 from keras import ops
 
 WEIGHT_EPS = 1e-5
@@ -81,6 +82,46 @@ def unit_weights(weights, membership):
 
 
 def safe_l2_normalize(x, axis=-1, eps=1e-8):
-    """`x / max(||x||, eps)` with a finite gradient at `x = 0`."""
+    """`x / ||x||`, scale-free, and 0 with a finite gradient at `x = 0`.
+
+    Each vector is first divided by its largest absolute entry (a constant
+    of the gradient), so its norm lies in `[1, sqrt(dim)]`: states of any
+    scale, 1e-10 or 1e20, give the exact unit vector (the norm of the raw
+    vector would underflow below `eps` or overflow to inf in float32). Only
+    an exact zero vector is left at zero; `eps` guards it
+    (`y / max(||y||, eps)`), so its gradient is finite.
+    """
+    scale = ops.stop_gradient(ops.max(ops.abs(x), axis=axis, keepdims=True))
+    x = x / ops.where(scale > 0, scale, ops.ones_like(scale))
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(squared, eps * eps))
+
+
+def check_units_in_sequence(units, seq_len, name="units"):
+    """Raise if a concrete unit ends past the sequence end.
+
+    A unit `[start, end)` with `end > seq_len` would lose its tokens past
+    the end without a message (and a layer pair's DSA and HRA would be 0
+    when none is left). This reads values, so it runs on concrete (NumPy)
+    arrays only, before training; inside a compiled step it cannot raise.
+    keras_mta's span preprocessing clips such units and counts them.
+
+    Args:
+        units: NumPy int array `(batch, max_units, 2)`.
+        seq_len: int, the sequence length of the batch.
+        name: the input's name, for the message.
+
+    Raises:
+        ValueError: naming the input, the sample, the unit and its end.
+    """
+    units = np.asarray(units)
+    bad = np.argwhere(units[..., 1] > int(seq_len))
+    if len(bad):
+        b, u = (int(i) for i in bad[0])
+        raise ValueError(
+            f"`{name}`[{b}, {u}] = {units[b, u].tolist()} ends past the "
+            f"sequence length {int(seq_len)} ({len(bad)} such units). "
+            "Produce units and token ids with the same `sequence_length` "
+            "(keras_mta's span preprocessing clips them and counts the "
+            "clipped ones)."
+        )

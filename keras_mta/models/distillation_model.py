@@ -9,8 +9,10 @@ or a teacher cache), and the objective is a list of loss terms
 import inspect
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_mta.losses.units import check_units_in_sequence
 from keras_mta.models.alignment_plan import AlignmentPlan
 from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
@@ -402,6 +404,19 @@ class DistillationModel(keras.Model):
                 f"{sorted(inputs)}.{hint}"
             )
 
+    def _check_concrete_units(self, inputs):
+        """Units past the sequence end, where the inputs are NumPy arrays
+        (a `fit` on in-memory arrays); a dataset is not read here."""
+        if not isinstance(inputs, dict):
+            return
+        ids = inputs.get("token_ids")
+        if not isinstance(ids, np.ndarray) or ids.ndim != 2:
+            return
+        for key in self.unit_keys:
+            units = inputs.get(key)
+            if isinstance(units, np.ndarray) and units.ndim == 3:
+                check_units_in_sequence(units, ids.shape[1], name=key)
+
     def call(self, inputs, training=None):
         self._check_inputs(inputs, ("token_ids", "padding_mask"))
         return self._student_view(inputs, training=training)
@@ -519,6 +534,7 @@ class DistillationModel(keras.Model):
         """`keras.Model.fit`, with the non-finite guard (`nonfinite="stop"`)
         among the callbacks: see the class docstring."""
         bound = _FIT_SIGNATURE.bind(self, *args, **kwargs)
+        self._check_concrete_units(bound.arguments.get("x"))
         callbacks = bound.arguments.get("callbacks") or []
         if isinstance(callbacks, keras.callbacks.CallbackList):
             # Yours, as built: add `NonFiniteGuard` to it yourself.
