@@ -114,8 +114,16 @@ class UnitCentroidLoss(keras_mta.layers.AlignmentLoss):
             count = ops.sum(member, axis=-1)
             s = ops.einsum("but,btd->bud", member, self.projectors[k](student))
             t = ops.einsum("but,btd->bud", member, teacher)
-            s = ops.normalize(s, axis=-1)
-            t = ops.normalize(t, axis=-1)
+            # Padding units are all-zero vectors. `ops.normalize` has a NaN
+            # gradient at zero on every backend (even where the loss masks
+            # the unit out, 0 * NaN is NaN), so normalize with a floor on the
+            # squared norm: its gradient at zero is 0.
+            s = s * ops.rsqrt(
+                ops.maximum(ops.sum(s * s, axis=-1, keepdims=True), 1e-12)
+            )
+            t = t * ops.rsqrt(
+                ops.maximum(ops.sum(t * t, axis=-1, keepdims=True), 1e-12)
+            )
             distance = 1.0 - ops.sum(s * t, axis=-1)
             real = ops.cast(count > 0, "float32")
             total += ops.sum(distance * real) / ops.maximum(ops.sum(real), 1.0)
