@@ -105,7 +105,7 @@ def top_k_log_probs(logits, k, temperature=1.0):
         token together (`-1e4`, i.e. probability 0, when `k` is the
         vocabulary size).
     """
-    _check_temperature(temperature)
+    check_temperature(temperature)
     vocab_size = ops.shape(logits)[-1]
     if not 1 <= int(k) <= int(vocab_size):
         raise ValueError(
@@ -159,7 +159,7 @@ def coarse_student_log_probs(student_logits, top_k_indices, temperature=1.0):
     compiled step; `check_top_k_indices` checks concrete (NumPy) indices
     eagerly, and `Divergence.top_k` calls it on NumPy inputs.
     """
-    _check_temperature(temperature)
+    check_temperature(temperature)
     _check_k(
         "coarse_student_log_probs", top_k_indices.shape[-1], student_logits
     )
@@ -272,7 +272,10 @@ def _check_top_k_inputs(
         check_top_k_indices(indices, student_logits.shape[-1])
 
 
-def _check_temperature(temperature):
+def check_temperature(temperature):
+    """Raises `ValueError` unless `temperature` is a finite number > 0 (the
+    one check of a KD temperature: the divergences, `DistillationModel`
+    and the teacher-cache build call it)."""
     if not 0.0 < float(temperature) < float("inf"):
         raise ValueError(
             f"`temperature` must be > 0 and finite, got {temperature}."
@@ -282,7 +285,7 @@ def _check_temperature(temperature):
 def forward_kl(teacher_logits, student_logits, temperature=1.0):
     """Forward KL `KL(p_T || p_S)` per position."""
     _check_logits("forward_kl", teacher_logits, student_logits)
-    _check_temperature(temperature)
+    check_temperature(temperature)
     return _kl_from_log_probs(
         _log_probs(teacher_logits, temperature),
         _log_probs(student_logits, temperature),
@@ -292,7 +295,7 @@ def forward_kl(teacher_logits, student_logits, temperature=1.0):
 def reverse_kl(teacher_logits, student_logits, temperature=1.0):
     """Reverse KL `KL(p_S || p_T)` per position."""
     _check_logits("reverse_kl", teacher_logits, student_logits)
-    _check_temperature(temperature)
+    check_temperature(temperature)
     return _kl_from_log_probs(
         _log_probs(student_logits, temperature),
         _log_probs(teacher_logits, temperature),
@@ -307,7 +310,7 @@ def jensen_shannon(teacher_logits, student_logits, beta=0.5, temperature=1.0):
     """
     _check_logits("jensen_shannon", teacher_logits, student_logits)
     _check_fraction("beta", beta)
-    _check_temperature(temperature)
+    check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
     log_s = _log_probs(student_logits, temperature)
     log_m = _log_mixture(log_t, log_s, beta)
@@ -319,7 +322,7 @@ def jensen_shannon(teacher_logits, student_logits, beta=0.5, temperature=1.0):
 def total_variation(teacher_logits, student_logits, temperature=1.0):
     """Total variation distance `0.5 * sum |p_T - p_S|` per position."""
     _check_logits("total_variation", teacher_logits, student_logits)
-    _check_temperature(temperature)
+    check_temperature(temperature)
     p_t = ops.exp(_log_probs(teacher_logits, temperature))
     p_s = ops.exp(_log_probs(student_logits, temperature))
     return 0.5 * ops.sum(ops.abs(p_t - p_s), axis=-1)
@@ -329,7 +332,7 @@ def skew_forward_kl(teacher_logits, student_logits, skew=0.1, temperature=1.0):
     """Skew forward KL `KL(p_T || a p_T + (1 - a) p_S)` per position."""
     _check_logits("skew_forward_kl", teacher_logits, student_logits)
     _check_fraction("skew", skew)
-    _check_temperature(temperature)
+    check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
     log_s = _log_probs(student_logits, temperature)
     return _kl_from_log_probs(log_t, _log_mixture(log_t, log_s, skew))
@@ -339,7 +342,7 @@ def skew_reverse_kl(teacher_logits, student_logits, skew=0.1, temperature=1.0):
     """Skew reverse KL `KL(p_S || a p_S + (1 - a) p_T)` per position."""
     _check_logits("skew_reverse_kl", teacher_logits, student_logits)
     _check_fraction("skew", skew)
-    _check_temperature(temperature)
+    check_temperature(temperature)
     log_t = _log_probs(teacher_logits, temperature)
     log_s = _log_probs(student_logits, temperature)
     return _kl_from_log_probs(log_s, _log_mixture(log_s, log_t, skew))
@@ -357,7 +360,7 @@ class _Divergence(keras.losses.Loss):
         name=None,
         dtype=None,
     ):
-        _check_temperature(temperature)
+        check_temperature(temperature)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = temperature
 

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_mta.losses.divergences import check_temperature
 from keras_mta.losses.units import check_units_in_sequence
 from keras_mta.models.alignment_plan import AlignmentPlan
 from keras_mta.models.hidden_states import get_backbone
@@ -256,10 +257,7 @@ class DistillationModel(keras.Model):
         )
         if not 0.0 <= float(kd_ratio) <= 1.0:
             raise ValueError(f"`kd_ratio` must lie in [0, 1], got {kd_ratio}.")
-        if not 0.0 < float(temperature) < float("inf"):
-            raise ValueError(
-                f"`temperature` must be > 0 and finite, got {temperature}."
-            )
+        check_temperature(temperature)
         self.kd_ratio = float(kd_ratio)
         self.mta_weight = switches.mta_weight
         self.temperature = float(temperature)

@@ -8,13 +8,13 @@ from memory and from every training step (see `CachedTeacher` and
 
 import hashlib
 import json
-import math
 import os
 import time
 
 import keras
 import numpy as np
 
+from keras_mta.losses.divergences import check_temperature
 from keras_mta.teacher_cache.keys import ENTROPY_WEIGHTS
 from keras_mta.teacher_cache.keys import LOG_REST
 from keras_mta.teacher_cache.keys import TOP_K_INDICES
@@ -159,10 +159,7 @@ def build_teacher_cache(
         raise ValueError(
             f"`dtype` must be one of {STORAGE_DTYPES}, got {dtype!r}."
         )
-    if not 0.0 < float(temperature) < math.inf:
-        raise ValueError(
-            f"`temperature` must be > 0 and finite, got {temperature}."
-        )
+    check_temperature(temperature)
     for name in ("token_ids", "padding_mask"):
         if name not in x:
             raise ValueError(
