@@ -1,5 +1,7 @@
 import keras
 
+from keras_mta.utils.checks import check_non_negative
+
 
 @keras.saving.register_keras_serializable(package="keras_mta")
 class AlignmentLoss(keras.layers.Layer):
@@ -136,11 +138,11 @@ class AlignmentLoss(keras.layers.Layer):
             raise TypeError(
                 f"`loss_weight` must be a float, got {loss_weight!r}."
             )
-        if not 0.0 <= float(loss_weight) < float("inf"):
-            raise ValueError(
-                f"`loss_weight` must be >= 0 and finite, got {loss_weight}. "
-                "To leave the loss out, do not pass it to the model."
-            )
+        check_non_negative(
+            "loss_weight",
+            loss_weight,
+            "To leave the loss out, do not pass it to the model.",
+        )
         self.loss_weight = float(loss_weight)
 
     def call(

@@ -5,6 +5,7 @@ from keras_mta.layers.alignment_loss import AlignmentLoss
 from keras_mta.layers.hidden_alignment_loss import HiddenAlignmentLoss
 from keras_mta.layers.structural_alignment_loss import StructuralAlignmentLoss
 from keras_mta.losses.token_importance import token_importance
+from keras_mta.utils.checks import check_non_negative
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
@@ -111,10 +112,7 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
                 f"`word_pairs` must lie in [0, {num_pairs}] (the number of "
                 f"layer pairs), got {word_pairs}."
             )
-        if not 0.0 <= float(hra_scale) < float("inf"):
-            raise ValueError(
-                f"`hra_scale` must be >= 0 and finite, got {hra_scale}."
-            )
+        check_non_negative("hra_scale", hra_scale)
         self.teacher_dims = teacher_dims
         self.student_dims = student_dims
         self.word_pairs = int(word_pairs)

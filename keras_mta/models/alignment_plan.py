@@ -5,6 +5,8 @@ import operator
 
 import keras
 
+from keras_mta.utils.checks import check_non_negative
+
 # Layer-index convention (Hugging Face `output_hidden_states`), written once
 # here and referred to from the docstrings below.
 INDEX_CONVENTION = (
@@ -158,10 +160,7 @@ word_pairs=1, hra_scale=0.1, entropy_weighting=False)
                 f"layer pairs), got {word_pairs}. 0 aligns phrase units "
                 f"everywhere, {num_pairs} word units everywhere."
             )
-        if not 0.0 <= float(hra_scale) < float("inf"):
-            raise ValueError(
-                f"`hra_scale` must be >= 0 and finite, got {hra_scale}."
-            )
+        check_non_negative("hra_scale", hra_scale)
         self.teacher_layers = teacher_layers
         self.student_layers = student_layers
         self.word_pairs = int(word_pairs)

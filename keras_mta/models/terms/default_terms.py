@@ -29,6 +29,7 @@ from keras_mta.models.terms.trajectory_alignment_term import (
 )
 from keras_mta.models.variants import ABLATIONS
 from keras_mta.models.variants import UNIT_MODES
+from keras_mta.utils.checks import check_non_negative
 
 # Metric and term names of the built-in terms (custom alignment losses are
 # reported under their layer names, which must differ from these).
@@ -92,10 +93,7 @@ class Switches:
             raise ValueError(
                 f"`units` must be one of {UNIT_MODES}, got {units!r}."
             )
-        if not 0.0 <= float(mta_weight) < float("inf"):
-            raise ValueError(
-                f"`mta_weight` must be >= 0 and finite, got {mta_weight}."
-            )
+        check_non_negative("mta_weight", mta_weight)
         self.teacher = teacher
         self.mta_weight = float(mta_weight)
         self.use_kd = bool(use_kd)

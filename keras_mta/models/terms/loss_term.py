@@ -2,6 +2,8 @@
 
 import collections
 
+from keras_mta.utils.checks import check_non_negative
+
 # What every term sees of one batch (built by `DistillationModel`):
 # - `inputs`: the input dict; `targets`: next-token ids `(batch, seq_len)`;
 # - `token_weights`: float32 `(batch, seq_len)`, the per-token weights
@@ -56,11 +58,7 @@ class LossTerm:
     def __init__(self, weight=1.0, name=None):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise TypeError(f"`weight` must be a float, got {weight!r}.")
-        if not 0.0 <= float(weight) < float("inf"):
-            raise ValueError(
-                f"`weight` must be >= 0 and finite, got {weight} (term "
-                f"{name!r})."
-            )
+        check_non_negative("weight", weight, f"(Term {name!r}.)")
         self.weight = float(weight)
         self.name = str(name)
 
