@@ -161,6 +161,20 @@ class ModelSpec:
         "included).",
         rule=ListOf(INDEX),
     )
+    lora_rank: int = _field(
+        0,
+        "students only: train low-rank adapters of this rank on the "
+        "attention query and value projections (keras-hub's "
+        "`backbone.enable_lora`), every other student weight frozen; the "
+        "alignment projectors still train in full. 0: train every weight.",
+        rule=Number(0, integer=True, note="0: no LoRA"),
+    )
+    lora_alpha: float = _field(
+        0.0,
+        "students only: LoRA updates are scaled by lora_alpha / lora_rank "
+        "(as in PEFT); 0: lora_rank (scale 1, Keras' default).",
+        rule=Number(0, note="0: lora_rank"),
+    )
 
     @property
     def num_layers(self):
@@ -343,6 +357,20 @@ class TrainingSpec:
     )
     warmup_steps: int = _field(
         0, "linear warm-up steps.", rule=Number(0, integer=True)
+    )
+    alignment_learning_rate: float = _field(
+        0.0,
+        "peak learning rate of the alignment projectors (and any other "
+        "weights of the alignment losses), on the same schedule as the "
+        "student's; 0: training.learning_rate.",
+        rule=Number(0, note="0: training.learning_rate"),
+    )
+    gradient_accumulation_steps: int = _field(
+        1,
+        "batches of training.batch_size whose gradients are averaged into "
+        "one optimizer step (the step's batch is batch_size times this); "
+        "1: none.",
+        rule=Number(1, integer=True, note="1: no accumulation"),
     )
     weight_decay: float = _field(0.01, "AdamW weight decay.", rule=Number(0))
     clip_norm: float = _field(
@@ -631,6 +659,22 @@ def _joint_problems(recipe, bad):
     models = ("teacher.architecture", "student.architecture")
     if ok(*plan_fields, *models):
         problems += _plan_problems(recipe)
+    if ok("teacher.lora_rank", "teacher.lora_alpha") and (
+        recipe.teacher.lora_rank or recipe.teacher.lora_alpha
+    ):
+        problems.append(
+            "teacher.lora_rank and teacher.lora_alpha are for students: the "
+            "teacher is frozen. Fix: remove them from [teacher] (put them in "
+            "[student] to train the student with LoRA)."
+        )
+    if ok("student.lora_rank", "student.lora_alpha") and (
+        recipe.student.lora_alpha and not recipe.student.lora_rank
+    ):
+        problems.append(
+            f"student.lora_alpha is {recipe.student.lora_alpha} but "
+            "student.lora_rank is 0 (no LoRA). Fix: set student.lora_rank "
+            "too, or remove student.lora_alpha."
+        )
     student_init = ("student_init", "student_init_layers")
     if ok(
         *models,

@@ -161,6 +161,38 @@ def test_bad_student_init_names_the_problem(override, message):
         )
 
 
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["teacher.lora_rank=8"], "are for students: the teacher is frozen"),
+        (["student.lora_alpha=16"], "student.lora_rank is 0 (no LoRA)"),
+        (
+            ["student.lora_alpha=-1"],
+            "student.lora_alpha must be a finite number >= 0",
+        ),
+        (
+            ["training.alignment_learning_rate=-1e-4"],
+            "training.alignment_learning_rate must be a finite number >= 0",
+        ),
+    ],
+)
+def test_bad_lora_and_optimizer_fields_name_the_problem(overrides, message):
+    _refused(overrides, message)
+    # Together, the settings of the paper's OPT run load.
+    r = load_recipe(
+        "tiny-cpu",
+        overrides=[
+            "student.lora_rank=16",
+            "student.lora_alpha=64",
+            "training.alignment_learning_rate=5e-4",
+            "training.gradient_accumulation_steps=2",
+        ],
+    )
+    assert (r.student.lora_rank, r.student.lora_alpha) == (16, 64.0)
+    assert r.training.alignment_learning_rate == 5e-4
+    assert r.training.gradient_accumulation_steps == 2
+
+
 def test_student_init_layers_need_teacher_subset():
     with pytest.raises(RecipeError, match="only used with"):
         recipe_from_dict({"student": {"student_init_layers": [0]}})
@@ -243,6 +275,12 @@ def test_weights_and_ratios_must_be_finite(field, value):
         ("plan.word_pairs=-1", "an integer >= 0"),
         ("distillation.top_k=0", "an integer >= 1"),
         ("training.epochs=true", "an integer >= 1"),
+        ("student.lora_rank=-1", "an integer >= 0 (0: no LoRA)"),
+        ("student.lora_rank=2.5", "an integer >= 0 (0: no LoRA)"),
+        (
+            "training.gradient_accumulation_steps=0",
+            "an integer >= 1 (1: no accumulation)",
+        ),
     ],
 )
 def test_integers_out_of_range_are_refused(override, allowed):
