@@ -191,7 +191,7 @@ class DataSpec:
     train: str = _field(
         "",
         "training data: a JSONL path or hf://datasets/OWNER/NAME/FILE.jsonl "
-        "(Dolly, prompt/completion or self-instruct schema).",
+        "(Dolly, prompt/completion, self-instruct or Alpaca schema).",
         rule=DATA_FILE,
     )
     valid: str = _field(

@@ -115,9 +115,10 @@ def resolve_evaluation_dataset(name_or_path, data_dir=None):
         raise FileNotFoundError(
             f"Evaluation set {name_or_path!r} is looked up at {path!r}, "
             f"which does not exist. Get it from {EVALUATION_SOURCES[key]}, "
-            "as JSONL in the Dolly, prompt/completion or self-instruct "
-            f"schema, and put it at {path!r}, or set KERAS_MTA_DATA_DIR to "
-            f"the folder holding {EVALUATION_DATASETS[key]}."
+            "as JSONL in the Dolly, prompt/completion, self-instruct or "
+            f"Alpaca schema, and put it at {path!r}, or set "
+            f"KERAS_MTA_DATA_DIR to the folder holding "
+            f"{EVALUATION_DATASETS[key]}."
         )
     raise FileNotFoundError(
         f"No evaluation data at {name_or_path!r}: give a JSONL path, an "
