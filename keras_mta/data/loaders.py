@@ -113,16 +113,24 @@ def _require_str(row, key, allow_empty=True, optional=False):
     return value
 
 
+# One example per row: instruction, optional context, response fields.
+_INSTRUCTION_FIELDS = {
+    "dolly": ("context", "response"),
+    "alpaca": ("input", "output"),
+}
+
+
 def _examples_from_row(row, schema, source):
     """Examples of one decoded row; raises DataError on a malformed row."""
     if not isinstance(row, dict):
         raise DataError(
             f"a row must be a JSON object, got {type(row).__name__}"
         )
-    if schema == "dolly":
+    if schema in _INSTRUCTION_FIELDS:
+        context_key, response_key = _INSTRUCTION_FIELDS[schema]
         instruction = _require_str(row, "instruction", allow_empty=False)
-        context = _require_str(row, "context", optional=True)
-        response = _require_str(row, "response", allow_empty=False)
+        context = _require_str(row, context_key, optional=True)
+        response = _require_str(row, response_key, allow_empty=False)
         prompt = format_prompt(instruction, context)
         return [Example(prompt, response, (response,), source)]
     if schema == "prompt_completion":
@@ -143,12 +151,6 @@ def _examples_from_row(row, schema, source):
             prompt = format_prompt(instruction, input_text)
             examples.append(Example(prompt, output, (output,), source))
         return examples
-    if schema == "alpaca":
-        instruction = _require_str(row, "instruction", allow_empty=False)
-        input_text = _require_str(row, "input", optional=True)
-        output = _require_str(row, "output", allow_empty=False)
-        prompt = format_prompt(instruction, input_text)
-        return [Example(prompt, output, (output,), source)]
     raise ValueError(f"Unknown schema {schema!r}; choose one of {SCHEMAS}.")
 
 
