@@ -443,7 +443,7 @@ def test_default_plan_must_fit_the_architectures():
         ("training.schedule", "linear"),
         ("training.precision", "float64"),
         ("training.distribution", "model_parallel"),
-        ("data.schema", "alpaca"),
+        ("data.schema", "sharegpt"),
         ("data.on_error", "ignore"),
         ("distillation.teacher_cache_dtype", "int8"),
         ("student.student_init", "copy"),
