@@ -17,9 +17,9 @@ from keras_mta.models.loading import load_causal_lm
 from keras_mta.recipe import ModelSpec
 
 # The conversion (NumPy tensors assigned to variables) does not depend on
-# the backend: scripts/test.sh runs these under TensorFlow only, where an
-# eager forward pass is cheapest (JAX compiles every op: ~10x slower).
-pytestmark = pytest.mark.once(backend="tensorflow")
+# the backend: scripts/test.sh runs these under torch only, where an eager
+# forward pass is cheapest (about 1 s each; JAX compiles every op).
+pytestmark = pytest.mark.once(backend="torch")
 
 RNG = np.random.default_rng(0)
 
