@@ -114,8 +114,9 @@ OUTPUT_DIR = Of(
 )
 EVALUATION_SET = Of(
     str,
-    "`valid`, a JSONL path, an `hf://datasets/...` file or an evaluation "
-    "set name (checked to exist when a run starts)",
+    "`valid`, `test` (with data.holdout_test), a JSONL path, an "
+    "`hf://datasets/...` file or an evaluation set name (checked to exist "
+    "when a run starts)",
     bool,
 )
 NAME = Of(str, "a non-empty string", bool)
@@ -190,10 +191,32 @@ class DataSpec:
     train: str = _field(
         "",
         "training data: a JSONL path or hf://datasets/OWNER/NAME/FILE.jsonl "
-        "(Dolly, prompt/completion or self-instruct schema).",
+        "(Dolly, prompt/completion, self-instruct or Alpaca schema).",
         rule=DATA_FILE,
     )
-    valid: str = _field("", "validation data: a JSONL path.", rule=DATA_FILE)
+    valid: str = _field(
+        "",
+        "validation data: a JSONL path or hf://datasets/... file (empty "
+        "with holdout_valid: held out of data.train).",
+        rule=DATA_FILE,
+    )
+    holdout_valid: int = _field(
+        0,
+        "hold out this many examples of data.train as the validation data "
+        "(data.valid then stays empty); see keras_mta.data.holdout_split.",
+        rule=Number(0, integer=True, note="0: data.valid is read"),
+    )
+    holdout_test: int = _field(
+        0,
+        "hold out this many examples of data.train as the test set, scored "
+        "by the evaluation entry `test`.",
+        rule=Number(0, integer=True, note="0: no test set"),
+    )
+    holdout_seed: int = _field(
+        42,
+        "seed of the permutation that picks the held-out examples (the "
+        "same file, counts and seed give the same split everywhere).",
+    )
     schema: str = _field(
         "auto",
         "row schema of the data files (auto: read from the first row).",
@@ -426,8 +449,10 @@ class EvaluationSpec:
 
     datasets: list = _field(
         [],
-        "scored after training: JSONL paths (any supported schema) or "
-        "`valid` (the recipe's validation data).",
+        "scored after training: JSONL paths (any supported schema), "
+        "`hf://datasets/...` files, the names dolly, selfinst, vicuna, "
+        "sinst, uinst (under $KERAS_MTA_DATA_DIR), `valid` (the recipe's "
+        "validation data) or `test` (the data.holdout_test examples).",
         rule=ListOf(EVALUATION_SET),
     )
     seeds: list = _field(
@@ -655,6 +680,7 @@ def _joint_problems(recipe, bad):
             "response token is left. Fix: lower data.max_prompt_length or "
             "raise data.sequence_length."
         )
+    problems += _holdout_problems(recipe, ok)
     plan_fields = [f"plan.{f.name}" for f in dataclasses.fields(PlanSpec)]
     models = ("teacher.architecture", "student.architecture")
     if ok(*plan_fields, *models):
@@ -684,6 +710,30 @@ def _joint_problems(recipe, bad):
             _validate_student_init(recipe)
         except RecipeError as e:
             problems.append(str(e))
+    return problems
+
+
+def _holdout_problems(recipe, ok):
+    """The held-out split (data.holdout_*) against data.valid and the
+    evaluation entry `test`."""
+    data, problems = recipe.data, []
+    if ok("data.valid", "data.holdout_valid") and (
+        data.holdout_valid and data.valid
+    ):
+        problems.append(
+            f"data.holdout_valid is {data.holdout_valid} (validation data "
+            f"held out of data.train) but data.valid names {data.valid!r}: "
+            "the validation data comes from one place. Fix: empty data.valid"
+            " (--set data.valid=) or set data.holdout_valid=0."
+        )
+    if ok("data.holdout_test", "evaluation.datasets") and (
+        "test" in recipe.evaluation.datasets and not data.holdout_test
+    ):
+        problems.append(
+            "evaluation.datasets has `test` (the examples held out of "
+            "data.train) but data.holdout_test is 0. Fix: set "
+            "data.holdout_test to the test set's size, or remove `test`."
+        )
     return problems
 
 
@@ -733,6 +783,8 @@ def _file_problems(recipe, bad):
         path = getattr(recipe.data, split)
         if f"data.{split}" in bad or path.startswith(HUB_PREFIX):
             continue
+        if split == "valid" and not path and recipe.data.holdout_valid:
+            continue  # held out of data.train
         if not path:
             problems.append(
                 f"The recipe has no data.{split}: give a JSONL path, an "
@@ -748,7 +800,7 @@ def _file_problems(recipe, bad):
             )
     if "evaluation.datasets" not in bad:
         for entry in recipe.evaluation.datasets:
-            if entry == "valid":
+            if entry in ("valid", "test"):
                 continue
             try:
                 resolve_evaluation_dataset(entry)

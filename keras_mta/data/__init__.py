@@ -14,6 +14,8 @@ _EXPORTS = {
     "detect_schema": "keras_mta.data.loaders",
     "load_examples": "keras_mta.data.loaders",
     "format_prompt": "keras_mta.data.template",
+    "holdout_split": "keras_mta.data.holdout",
+    "load_holdout_split": "keras_mta.data.holdout",
     "train_sentencepiece_tokenizer": "keras_mta.data.tokenizers",
     "write_toy_dataset": "keras_mta.data.toy_world",
 }

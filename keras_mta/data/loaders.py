@@ -1,4 +1,5 @@
-"""Instruction data from JSONL files: Dolly, prompt/completion, self-instruct.
+"""Instruction data from JSONL files: Dolly, prompt/completion, self-instruct,
+Alpaca (instruction/input/output).
 
 Every row becomes an `Example(prompt, response, references)`: `prompt` is
 the formatted prompt (see `format_prompt`), `response` the text the model
@@ -24,7 +25,7 @@ from keras_mta.preprocessing.unicode_text import lone_surrogate
 
 logger = logging.getLogger(__name__)
 
-SCHEMAS = ("dolly", "prompt_completion", "self_instruct")
+SCHEMAS = ("dolly", "prompt_completion", "self_instruct", "alpaca")
 
 
 class DataError(ValueError):
@@ -84,6 +85,8 @@ def detect_schema(row):
         return "dolly"
     if "prompt" in row and "completion" in row:
         return "prompt_completion"
+    if "instruction" in row and "output" in row:
+        return "alpaca"
     return None
 
 
@@ -110,16 +113,24 @@ def _require_str(row, key, allow_empty=True, optional=False):
     return value
 
 
+# One example per row: instruction, optional context, response fields.
+_INSTRUCTION_FIELDS = {
+    "dolly": ("context", "response"),
+    "alpaca": ("input", "output"),
+}
+
+
 def _examples_from_row(row, schema, source):
     """Examples of one decoded row; raises DataError on a malformed row."""
     if not isinstance(row, dict):
         raise DataError(
             f"a row must be a JSON object, got {type(row).__name__}"
         )
-    if schema == "dolly":
+    if schema in _INSTRUCTION_FIELDS:
+        context_key, response_key = _INSTRUCTION_FIELDS[schema]
         instruction = _require_str(row, "instruction", allow_empty=False)
-        context = _require_str(row, "context", optional=True)
-        response = _require_str(row, "response", allow_empty=False)
+        context = _require_str(row, context_key, optional=True)
+        response = _require_str(row, response_key, allow_empty=False)
         prompt = format_prompt(instruction, context)
         return [Example(prompt, response, (response,), source)]
     if schema == "prompt_completion":
@@ -181,7 +192,8 @@ def load_examples(path, schema="auto", on_error="raise", limit=None):
             (`instruction`, `context`, `response`, `category`),
             `"prompt_completion"` (`prompt`, `completion`) or
             `"self_instruct"` (`instruction`, `instances[{input, output}]`,
-            one example per instance).
+            one example per instance) or `"alpaca"` (`instruction`,
+            `input`, `output`: the layout of MiniLLM's evaluation files).
         on_error: `"raise"` (stop at the first malformed row) or `"skip"`
             (skip and count malformed rows).
         limit: optional maximum number of examples.
@@ -237,8 +249,9 @@ def load_examples(path, schema="auto", on_error="raise", limit=None):
                         raise DataError(
                             "cannot tell the schema: expected the fields of "
                             "one of Dolly (instruction, context, response), "
-                            "prompt/completion or self-instruct "
-                            "(instruction, instances)"
+                            "prompt/completion, self-instruct "
+                            "(instruction, instances) or Alpaca "
+                            "(instruction, input, output)"
                         )
                 new = _examples_from_row(row, row_schema, source)
                 report.schema = row_schema

@@ -93,7 +93,12 @@ def load_causal_lm(spec, role="model", tiny=False, teacher=None):
 
     With a `preset` (a keras-hub preset name, an `hf://` handle or a local
     preset directory) the weights, tokenizer and preprocessor are loaded
-    with `keras_hub.models.CausalLM.from_preset`. A preset `gguf:PATH`,
+    with `keras_hub.models.CausalLM.from_preset`; `hf://OWNER/NAME` and
+    local directories in the Transformers layout (`config.json` with a
+    `model_type`, `model.safetensors`, tokenizer files) are converted by
+    keras-hub where it has a converter for that model type (GPT-2, Llama,
+    Mistral, Qwen1.5/Qwen2, Gemma, ...; not OPT), which is explained when
+    it has none. A preset `gguf:PATH`,
     `gguf:NAME` (a packaged file, e.g. `gguf:smollm2-135m-instruct`) or a
     path ending in `.gguf` is converted (once, then cached) with
     `keras_mta.models.from_gguf`. With only an `architecture`, a randomly
@@ -135,6 +140,32 @@ def load_causal_lm(spec, role="model", tiny=False, teacher=None):
     return model
 
 
+# Where the loader sends a user whose Transformers checkpoint keras-hub
+# cannot convert (no converter for its model type).
+_NO_CONVERTER_HINT = (
+    "keras-hub converts Transformers checkpoints of the model types its "
+    "keras_hub/src/utils/transformers/convert_*.py handle (gpt2, llama, "
+    "mistral, qwen2, qwen3, gemma, ...), not OPT. Use a keras-hub preset "
+    "of the architecture instead (e.g. opt_6.7b_en), fine-tuned with "
+    "`keras-mta train-teacher` where the reference used a fine-tuned "
+    "teacher (recipes/README.md, 'Teachers and students from the Hub')."
+)
+
+
+def _from_preset(preset, role):
+    """`CausalLM.from_preset`, with the failures of Transformers
+    checkpoints (`hf://` handles, local directories) explained."""
+    try:
+        return keras_hub.models.CausalLM.from_preset(preset)
+    except ValueError as e:
+        if "has no converter" in str(e):  # keras-hub's Transformers loader
+            raise ValueError(
+                f"The {role} preset {preset!r} cannot be converted: {e} "
+                + _NO_CONVERTER_HINT
+            ) from None
+        raise
+
+
 def _load_causal_lm(spec, role, tiny):
     with keras.name_scope(role):
         if tiny:
@@ -157,7 +188,7 @@ def _load_causal_lm(spec, role, tiny):
                         "exist. Save a model there with `save_to_preset`, or "
                         "name a keras-hub preset."
                     )
-            return keras_hub.models.CausalLM.from_preset(preset)
+            return _from_preset(preset, role)
         if spec.architecture:
             return build_causal_lm(spec.architecture)
         raise ValueError(

@@ -5,6 +5,7 @@ import dataclasses
 import os
 
 from keras_mta.data import load_examples
+from keras_mta.data import load_holdout_split
 from keras_mta.data.toy_world import TOY_WORLD
 from keras_mta.data.toy_world import write_toy_dataset
 from keras_mta.preprocessing import PhraseChunker
@@ -17,7 +18,9 @@ def load_data(recipe, output_dir):
     """`(train_examples, valid_examples, reports)` of a recipe.
 
     `builtin:toy-world` writes the project's own English instruction data
-    (`keras_mta.data.toy_world`) under `output_dir/data` first.
+    (`keras_mta.data.toy_world`) under `output_dir/data` first. With
+    `data.holdout_valid` / `data.holdout_test` the validation (and test)
+    examples are held out of `data.train` (`keras_mta.data.holdout_split`).
     """
     paths = {"train": recipe.data.train, "valid": recipe.data.valid}
     if TOY_WORLD in paths.values():
@@ -28,11 +31,36 @@ def load_data(recipe, output_dir):
             if paths[split] == TOY_WORLD:
                 paths[split] = toy
     examples, reports = {}, {}
+    data = recipe.data
+    if data.holdout_valid or data.holdout_test:
+        # Validation (and test) examples held out of data.train, always the
+        # same ones (keras_mta.data.holdout_split); the test set is scored
+        # by the evaluation entry `test`.
+        split, report = load_holdout_split(
+            paths["train"],
+            valid=data.holdout_valid,
+            test=data.holdout_test,
+            seed=data.holdout_seed,
+            schema=data.schema,
+            on_error=data.on_error,
+        )
+        limit = data.max_examples or None
+        examples["train"] = split["train"][:limit]
+        reports["train"] = report
+        say(
+            f"train: {report}; held out {len(split['valid'])} validation and"
+            f" {len(split['test'])} test examples (seed {data.holdout_seed})"
+        )
+        if data.holdout_valid:
+            examples["valid"] = split["valid"][:limit]
+            reports["valid"] = report
+            del paths["valid"]
+        del paths["train"]
     for split, path in paths.items():
         if not path:
             raise ValueError(
                 f"The recipe has no data.{split}: give a JSONL path or "
-                f"{TOY_WORLD!r}."
+                f"{TOY_WORLD!r} (or, for data.valid, data.holdout_valid)."
             )
         examples[split], reports[split] = load_examples(
             path,

@@ -72,6 +72,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
             datasets.valid_examples,
             limit=recipe.evaluation.max_examples,
             on_error=recipe.data.on_error,
+            data=recipe.data,
         )
         histories, terms, entries, tables = {}, {}, [], []
 

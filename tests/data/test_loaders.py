@@ -196,3 +196,16 @@ def test_hub_dataset_handle_reads_the_hub_cache_offline(tmp_path, monkeypatch):
     assert report.path.endswith("train.jsonl")
     with pytest.raises(ValueError, match="hf://datasets/OWNER/NAME"):
         load_examples("hf://datasets/someone")
+
+
+def test_alpaca_rows_the_layout_of_minillm_evaluation_files(tmp_path):
+    rows = [
+        {"instruction": "Add.", "input": "1 + 1", "output": "2"},
+        {"instruction": "Greet.", "input": "", "output": "Hello."},
+    ]
+    examples, report = load_examples(_write(tmp_path, rows))
+    assert report.schema == "alpaca"
+    assert [e.response for e in examples] == ["2", "Hello."]
+    assert "1 + 1" in examples[0].prompt
+    with pytest.raises(DataError, match="field 'output' is empty"):
+        load_examples(_write(tmp_path, [{"instruction": "x", "output": ""}]))
