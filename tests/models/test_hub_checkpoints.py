@@ -6,8 +6,6 @@ on the config's `model_type` as it does for a Hub download."""
 
 import json
 import struct
-import sys
-import types
 
 import keras
 import numpy as np
@@ -41,42 +39,11 @@ def _write_safetensors(path, tensors):
         f.write(struct.pack("<Q", len(blob)) + blob + b"".join(chunks))
 
 
-class _SafeOpen:
-    """A reader of that layout, standing in for the `safetensors` package
-    where it is not installed (keras-hub reads weights with it)."""
-
-    def __init__(self, path, framework="np"):
-        with open(path, "rb") as f:
-            size = struct.unpack("<Q", f.read(8))[0]
-            self._header = json.loads(f.read(size))
-            self._data = f.read()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
-
-    def keys(self):
-        return list(self._header)
-
-    def get_tensor(self, name):
-        entry = self._header[name]
-        start, end = entry["data_offsets"]
-        array = np.frombuffer(self._data[start:end], dtype="<f4")
-        return array.reshape(entry["shape"])
-
-
 @pytest.fixture
-def safetensors_reader(monkeypatch):
-    try:
-        import safetensors  # noqa: F401
-    except ImportError:
-        from keras_hub.src.utils.transformers import safetensor_utils
-
-        module = types.SimpleNamespace(safe_open=_SafeOpen)
-        monkeypatch.setitem(sys.modules, "safetensors", module)
-        monkeypatch.setattr(safetensor_utils, "safetensors", module)
+def safetensors_reader():
+    """keras-hub reads the weights with the `safetensors` package (in the
+    project's `test` and `hub` extras)."""
+    import safetensors  # noqa: F401
 
 
 def _tensor(*shape):
