@@ -35,6 +35,9 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_mta.models.lora import count_weights
+from keras_mta.models.lora import lora_variables
+from keras_mta.utils import atomic_write
 from keras_mta.utils.cache_dir import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -672,8 +675,17 @@ def save_tied_preset(model, preset_dir):
     untied and its weights fail to load. This writes the flag into the
     saved backbone configs (`config.json`, `task.json`), which the
     constructor accepts, so that `CausalLM.from_preset` rebuilds the model.
+
+    A model with LoRA on (`keras_mta.models.enable_student_lora`) is saved
+    with its adapters merged: Keras' `save_own_variables` of a LoRA layer
+    writes `W + (alpha / rank) A B` as the kernel and no factor, and the
+    backbone config holds no LoRA setting, so the preset loads as a plain
+    model with the same logits. keras-hub's `metadata.json` counts the
+    factors in `parameter_count`; they are taken out here, so that it
+    counts what the preset holds.
     """
     model.save_to_preset(preset_dir)
+    _count_merged_parameters(model, preset_dir)
     backbone = getattr(model, "backbone", model)
     tie = getattr(backbone, "tie_word_embeddings", None)
     if tie is None:
@@ -687,6 +699,19 @@ def save_tied_preset(model, preset_dir):
         _add_tie_word_embeddings(config, bool(tie))
         with open(file, "w") as f:
             json.dump(config, f, indent=4)
+
+
+def _count_merged_parameters(model, preset_dir):
+    """`parameter_count` in `metadata.json` without the LoRA factors."""
+    factors = count_weights(lora_variables(model))
+    file = os.path.join(preset_dir, "metadata.json")
+    if not factors or not os.path.isfile(file):
+        return
+    with open(file) as f:
+        metadata = json.load(f)
+    if "parameter_count" in metadata:
+        metadata["parameter_count"] = int(metadata["parameter_count"]) - factors
+        atomic_write(file, json.dumps(metadata, indent=4))
 
 
 def _save_atomically(model, target, path, sha256):
