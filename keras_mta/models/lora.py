@@ -1,7 +1,10 @@
 """LoRA students: low-rank adapters on a keras-hub student, scaled by
 `alpha / rank` as in PEFT."""
 
+import contextlib
 import math
+
+import keras
 
 from keras_mta.models.hidden_states import get_backbone
 
@@ -60,12 +63,16 @@ def enable_student_lora(causal_lm, rank, alpha=None):
     Call it after the student's weights are final (loaded from a preset,
     `init_student_from_teacher`) and before building the
     `DistillationModel`, whose alignment projectors and other loss weights
-    are not touched and train in full. `save_to_preset` (and
-    `keras_mta.models.gguf.save_tied_preset`) write every adapted kernel
-    merged, `W + (alpha / rank) A B` (Keras' `save_own_variables` of LoRA
-    layers), and the saved config holds no LoRA setting, so
-    `keras_hub.models.CausalLM.from_preset` loads a plain model with the
-    same logits.
+    are not touched and train in full. Save it with
+    `keras_mta.models.gguf.save_tied_preset` (what the runner does): every
+    adapted kernel is written merged, `W + (alpha / rank) A B`, in its
+    variable dtype (`merged_lora`), and the saved config holds no LoRA
+    setting, so `keras_hub.models.CausalLM.from_preset` loads a plain model
+    with the same logits. (A plain `save_to_preset` merges too, but stores
+    the adapted kernels in the compute dtype: bfloat16 under
+    `mixed_bfloat16`.) keras-hub's `save_lora_weights` stores the rank and
+    the factors, not the alpha: after `load_lora_weights`, set
+    `layer.lora_alpha` on `lora_layers(model)` again.
 
     Args:
         causal_lm: a keras-hub `CausalLM` (or its backbone) without LoRA.
@@ -84,7 +91,7 @@ def enable_student_lora(causal_lm, rank, alpha=None):
     model = keras_mta.DistillationModel(teacher, student, plan=plan)
     model.compile(optimizer="adamw")  # LoRA factors + projectors train
     model.fit(train_ds, epochs=1)
-    student.save_to_preset("student")  # adapters merged
+    save_tied_preset(student, "student")  # adapters merged
     ```
     """
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
@@ -156,3 +163,49 @@ def lora_summary(model):
         "model_weights": count_weights(model.weights)
         - count_weights(lora_variables(model)),
     }
+
+
+@contextlib.contextmanager
+def merged_lora(model):
+    """Run a block with `model`'s adapters merged into its kernels.
+
+    Inside, each LoRA layer's own kernel variable holds `W + (alpha /
+    rank) A B`, computed in float32 and stored in the variable's dtype
+    (float32 under a mixed policy), and the layer runs without LoRA; on
+    exit the kernels are restored exactly and LoRA is on again. Keras'
+    own saving of a LoRA layer also merges, but through the layer's
+    `kernel`, which it casts to the compute dtype: under `mixed_bfloat16`
+    the adapted kernels would be stored rounded to bfloat16, the others in
+    float32. `keras_mta.models.gguf.save_tied_preset` saves inside this
+    block. Quantized layers are left to Keras.
+
+    Args:
+        model: a Keras model (a `CausalLM`, its backbone); without LoRA
+            the block runs on it unchanged.
+
+    Examples:
+
+    ```python
+    with merged_lora(student):
+        student.save_to_preset("student")
+    ```
+    """
+    restore = []
+    try:
+        for layer in lora_layers(model):
+            if layer.quantization_mode is not None:
+                continue
+            kernel = layer._kernel
+            original = keras.ops.copy(kernel.value)
+            update = (layer.lora_alpha / layer.lora_rank) * keras.ops.matmul(
+                layer.lora_kernel_a, layer.lora_kernel_b
+            )
+            merged = keras.ops.add(keras.ops.cast(original, "float32"), update)
+            restore.append((layer, original))
+            kernel.assign(keras.ops.cast(merged, kernel.dtype))
+            layer.lora_enabled = False
+        yield model
+    finally:
+        for layer, original in restore:
+            layer._kernel.assign(original)
+            layer.lora_enabled = True

@@ -117,7 +117,12 @@ def test_merged_preset_loads_as_a_plain_model_with_the_same_logits(tmp_path):
     adapted = _np(student(inputs))
     assert np.abs(adapted - base).max() > 1e-2  # the adapters act
     preset = str(tmp_path / "student")
+    kernels = [_np(w).copy() for w in student.weights]
     save_tied_preset(student, preset)
+    # The student is left as it was: LoRA on, its kernels unmerged.
+    assert len(lora_layers(student)) == 4
+    for before, after in zip(kernels, student.weights):
+        np.testing.assert_array_equal(before, _np(after))
 
     loaded = keras_hub.models.CausalLM.from_preset(preset)
     np.testing.assert_allclose(
@@ -163,3 +168,29 @@ def test_distillation_fit_moves_only_lora_factors_and_projectors():
     }
     # B starts at zero, so A moves from the second step on.
     assert changed == trained
+
+
+@pytest.mark.once
+def test_a_mixed_precision_lora_student_preset_loads(tmp_path):
+    # The paper recipes train under mixed_bfloat16; keras-hub's
+    # `from_preset` fails on a preset whose policy is named so, and Keras'
+    # own merge would store the adapted kernels in bfloat16.
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    student = F.gpt2(1, 16)
+    enable_student_lora(student, 2, alpha=8.0)
+    _set_factors(student, 0)
+    layer = student.backbone.transformer_layers[0]._self_attention_layer
+    layer = layer._value_dense
+    merged = _np(layer._kernel) + 4.0 * np.matmul(
+        _np(layer.lora_kernel_a), _np(layer.lora_kernel_b)
+    )
+    preset = str(tmp_path / "student")
+    save_tied_preset(student, preset)
+    keras.config.set_dtype_policy("float32")
+
+    loaded = keras_hub.models.CausalLM.from_preset(preset)
+    attention = loaded.backbone.transformer_layers[0]._self_attention_layer
+    np.testing.assert_allclose(
+        _np(attention._value_dense.kernel), merged, rtol=1e-6, atol=1e-6
+    )
+    assert lora_layers(loaded) == []
