@@ -22,6 +22,7 @@ from keras_mta.models.lora import enable_student_lora
 from keras_mta.models.lora import lora_layers
 from keras_mta.models.lora import lora_summary
 from keras_mta.models.lora import lora_variables
+from keras_mta.models.lora import merged_lora
 from keras_mta.models.nonfinite_guard import NonFiniteError
 from keras_mta.models.nonfinite_guard import NonFiniteGuard
 from keras_mta.models.student_init import evenly_spaced_layers
