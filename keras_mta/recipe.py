@@ -167,7 +167,10 @@ class ModelSpec:
         "students only: train low-rank adapters of this rank on the "
         "attention query and value projections (keras-hub's "
         "`backbone.enable_lora`), every other student weight frozen; the "
-        "alignment projectors still train in full. 0: train every weight.",
+        "alignment projectors still train in full; the saved student "
+        "preset holds the adapters merged. No LoRA dropout: Keras' LoRA "
+        "has none (PEFT's lora_dropout is not applied). 0: train every "
+        "weight.",
         rule=Number(0, integer=True, note="0: no LoRA"),
     )
     lora_alpha: float = _field(

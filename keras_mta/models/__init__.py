@@ -1,7 +1,8 @@
 """Models of keras-mta: the distillation model, its teacher sources
 (`TeacherSource`, `LiveTeacher`; `keras_mta.CachedTeacher`), its loss terms
 (`keras_mta.models.terms`), its alignment plan, the hidden-state view over
-keras-hub backbones, GGUF checkpoints and student initialisation."""
+keras-hub backbones, GGUF checkpoints, student initialisation and LoRA
+students."""
 
 from keras_mta.models import terms
 from keras_mta.models.alignment_plan import PAPER_PLANS
@@ -17,6 +18,11 @@ from keras_mta.models.hidden_states import num_hidden_layers
 from keras_mta.models.live_teacher import LiveTeacher
 from keras_mta.models.loading import build_causal_lm
 from keras_mta.models.loading import tiny_architecture
+from keras_mta.models.lora import enable_student_lora
+from keras_mta.models.lora import lora_layers
+from keras_mta.models.lora import lora_summary
+from keras_mta.models.lora import lora_variables
+from keras_mta.models.lora import merged_lora
 from keras_mta.models.nonfinite_guard import NonFiniteError
 from keras_mta.models.nonfinite_guard import NonFiniteGuard
 from keras_mta.models.student_init import evenly_spaced_layers

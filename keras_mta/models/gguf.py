@@ -35,6 +35,10 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_mta.models.lora import count_weights
+from keras_mta.models.lora import lora_variables
+from keras_mta.models.lora import merged_lora
+from keras_mta.utils import atomic_write
 from keras_mta.utils.cache_dir import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -672,21 +676,81 @@ def save_tied_preset(model, preset_dir):
     untied and its weights fail to load. This writes the flag into the
     saved backbone configs (`config.json`, `task.json`), which the
     constructor accepts, so that `CausalLM.from_preset` rebuilds the model.
+
+    A model with LoRA on (`keras_mta.models.enable_student_lora`) is saved
+    with its adapters merged (`keras_mta.models.lora.merged_lora`): each
+    adapted kernel is saved as `W + (alpha / rank) A B` in its variable
+    dtype, no factor is saved, and the backbone config holds no LoRA
+    setting, so the preset loads as a plain model with the same logits;
+    the model itself is left as it was. keras-hub's `metadata.json` counts the
+    factors in `parameter_count`; they are taken out here, so that it
+    counts what the preset holds.
+
+    A model built under a mixed precision policy (`mixed_bfloat16`, the
+    paper recipes' `training.precision`) is saved with its policy named by
+    its variable dtype (`float32`, in which its weights are stored), which
+    keras-hub's `from_preset` reads (it fails on `mixed_bfloat16`); the
+    model then loads under the current Keras policy, like any preset.
     """
-    model.save_to_preset(preset_dir)
+    with merged_lora(model):
+        model.save_to_preset(preset_dir)
+    _count_merged_parameters(model, preset_dir)
     backbone = getattr(model, "backbone", model)
     tie = getattr(backbone, "tie_word_embeddings", None)
-    if tie is None:
-        return
     for name in ("config.json", "task.json"):
         file = os.path.join(preset_dir, name)
         if not os.path.isfile(file):
             continue
         with open(file) as f:
             config = json.load(f)
-        _add_tie_word_embeddings(config, bool(tie))
-        with open(file, "w") as f:
-            json.dump(config, f, indent=4)
+        changed = _store_variable_dtype(config)
+        if tie is not None:
+            _add_tie_word_embeddings(config, bool(tie))
+            changed = True
+        if changed:
+            with open(file, "w") as f:
+                json.dump(config, f, indent=4)
+
+
+def _store_variable_dtype(config):
+    """Name each mixed dtype policy in `config` by its variable dtype.
+
+    keras-hub 0.32's `from_preset` reads the saved policy's name as a
+    dtype and fails on `mixed_bfloat16` ("Invalid dtype"), so a model
+    saved under a recipe's mixed precision would not load. Its weights are
+    stored in the variable dtype (float32), and a float policy in a preset
+    only tells keras-hub to load under the current Keras policy, so the
+    policy is saved under that name. Returns whether anything changed.
+    """
+    changed = False
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if config.get("class_name") == "DTypePolicy" and isinstance(
+            inner, dict
+        ):
+            name = str(inner.get("name", ""))
+            if name.startswith("mixed_"):
+                inner["name"] = keras.DTypePolicy(name).variable_dtype
+                changed = True
+        for value in config.values():
+            changed = _store_variable_dtype(value) or changed
+    elif isinstance(config, list):
+        for value in config:
+            changed = _store_variable_dtype(value) or changed
+    return changed
+
+
+def _count_merged_parameters(model, preset_dir):
+    """`parameter_count` in `metadata.json` without the LoRA factors."""
+    factors = count_weights(lora_variables(model))
+    file = os.path.join(preset_dir, "metadata.json")
+    if not factors or not os.path.isfile(file):
+        return
+    with open(file) as f:
+        metadata = json.load(f)
+    if "parameter_count" in metadata:
+        metadata["parameter_count"] = int(metadata["parameter_count"]) - factors
+        atomic_write(file, json.dumps(metadata, indent=4))
 
 
 def _save_atomically(model, target, path, sha256):

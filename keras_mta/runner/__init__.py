@@ -6,6 +6,7 @@ user calls with a `keras_mta.load_recipe(...)` result:
 1. data: load (or, for `builtin:toy-world`, write) the JSONL files;
 2. models: teacher and student from presets or architectures, with the
    recipe's tokenizer (trained on the training text for `sentencepiece:N`);
+   with `student.lora_rank > 0` the student trains through LoRA adapters;
 3. spans and tokens: chunk every text once (span cache), tokenize and map
    units once into arrays that `tf.data` shuffles and batches per epoch;
 4. teacher: optional supervised fine-tuning (`training.teacher_epochs`);
@@ -19,7 +20,7 @@ user calls with a `keras_mta.load_recipe(...)` result:
    and every student;
 7. results: `results.json`, `results.md`, training-curve and table plots,
    the before/after trajectory plot, the MTA student saved as a keras-hub
-   preset.
+   preset (a LoRA student with its adapters merged).
 
 One concept per module: `data` (JSONL, prompts), `models` (the one model
 loader, teacher and student, plan), `datasets` (the tf.data pipelines,
@@ -41,6 +42,7 @@ from keras_mta.runner.data import load_data
 from keras_mta.runner.data import span_cache_of
 from keras_mta.runner.data import truncate_prompts
 from keras_mta.runner.datasets import Datasets
+from keras_mta.runner.models import apply_student_lora
 from keras_mta.runner.models import load_model
 from keras_mta.runner.models import load_models
 from keras_mta.runner.models import make_plan

@@ -13,6 +13,8 @@ from keras_mta.models.loading import backbone_class
 from keras_mta.models.loading import build_causal_lm
 from keras_mta.models.loading import causal_lm_class
 from keras_mta.models.loading import load_causal_lm
+from keras_mta.models.lora import enable_student_lora
+from keras_mta.models.lora import lora_summary
 from keras_mta.recipe import ModelSpec
 from keras_mta.utils import say
 
@@ -53,7 +55,9 @@ def load_models(recipe, train_examples, output_dir, tiny=False):
     With `data.tokenizer = "sentencepiece:N"` an N-piece SentencePiece
     tokenizer is trained on the training text (keras-hub's tools) and both
     models are built from their `architecture` with that vocabulary;
-    otherwise each model comes from its preset (or architecture).
+    otherwise each model comes from its preset (or architecture). With
+    `student.lora_rank > 0` the student then trains through LoRA
+    adapters (`apply_student_lora`, after any `student_init`).
     """
     spec = recipe.data.tokenizer
     if spec.startswith("sentencepiece:"):
@@ -84,6 +88,7 @@ def load_models(recipe, train_examples, output_dir, tiny=False):
                 models.append(
                     build_causal_lm(architecture, preprocessor, tiny=tiny)
                 )
+        apply_student_lora(recipe.student, models[1])
         return tuple(models)
     if spec:
         raise ValueError(
@@ -103,7 +108,39 @@ def load_models(recipe, train_examples, output_dir, tiny=False):
                 "load the model from a preset."
             )
         model.preprocessor.sequence_length = recipe.data.sequence_length
+    apply_student_lora(recipe.student, student)
     return teacher, student
+
+
+def apply_student_lora(spec, student):
+    """LoRA on a recipe's student when `spec.lora_rank > 0`
+    (`keras_mta.models.enable_student_lora` with `spec.lora_alpha`, 0
+    meaning the rank), saying how many weights train.
+
+    Args:
+        spec: the recipe's student `ModelSpec`.
+        student: the loaded student `CausalLM`, its weights final.
+
+    Returns:
+        `keras_mta.models.lora.lora_summary(student)`, or None without
+        LoRA.
+    """
+    if not spec.lora_rank:
+        return None
+    rank = int(spec.lora_rank)
+    enable_student_lora(student, rank, float(spec.lora_alpha or rank))
+    summary = lora_summary(student)
+    share = summary["trainable_weights"] / max(summary["model_weights"], 1)
+    say(
+        f"student LoRA: rank {rank}, alpha {summary['alpha']:g} (updates "
+        f"scaled by {summary['scale']:g}) on {summary['layers']} layers "
+        f"{summary['target_names']}; {summary['trainable_weights']:,} "
+        f"student weights train (the LoRA factors, {share:.2%} of the "
+        f"student's {summary['model_weights']:,}), the rest is frozen; the "
+        "alignment projectors train in full; no LoRA dropout (Keras' LoRA "
+        "has none)"
+    )
+    return summary
 
 
 def _share_tokenizer(teacher, student):

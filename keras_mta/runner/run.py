@@ -14,6 +14,9 @@ from keras_mta.analysis.results import write_results
 from keras_mta.evaluation.datasets import evaluation_sets
 from keras_mta.evaluation.datasets import rouge_scores
 from keras_mta.models.gguf import save_tied_preset
+from keras_mta.models.lora import count_weights
+from keras_mta.models.lora import lora_summary
+from keras_mta.models.lora import lora_variables
 from keras_mta.models.variants import ABLATION_TERMS
 from keras_mta.recipe import validate_table
 from keras_mta.runner.models import load_model
@@ -39,7 +42,10 @@ def _model_entry(name, role, model, valid_loss, seconds, rouge):
     return {
         "model": name,
         "role": role,
-        "parameters": int(model.count_params()),
+        # The model's own weights: a LoRA student's factors are not
+        # counted (its preset holds them merged).
+        "parameters": int(model.count_params())
+        - count_weights(lora_variables(model)),
         "valid_loss": valid_loss,
         "wall_time_s": seconds,
         "rouge_l": rouge,
@@ -139,7 +145,10 @@ def run_distill(recipe, tiny=False, output_dir=None):
                 )
                 preset = os.path.join(output_dir, "mta_student")
                 save_tied_preset(student, preset)
-                say(f"MTA student saved as a keras-hub preset: {preset}")
+                merged = " (LoRA merged)" if lora_summary(student) else ""
+                say(
+                    f"MTA student saved as a keras-hub preset{merged}: {preset}"
+                )
 
     results = {
         "recipe": recipe.name,
@@ -152,6 +161,8 @@ def run_distill(recipe, tiny=False, output_dir=None):
             "word_pairs": plan.word_pairs,
         },
         "evaluation_datasets": list(sets),
+        # What trained in the students when `student.lora_rank > 0`.
+        "student_lora": lora_summary(student),
         "models": entries,
         "histories": histories,
         "data": {
