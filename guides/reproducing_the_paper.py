@@ -2,8 +2,8 @@
 Title: Reproducing the paper's runs
 Author: keras-mta team
 Date created: 2026/11/28
-Last modified: 2026/11/28
-Description: The GPT-2 1.5B to 120M recipe on Dolly end to end, the five-seed ROUGE-L protocol, and the ablations.
+Last modified: 2026/11/30
+Description: Check a paper recipe with `keras-mta plan` on a laptop, then run it on a GPU: the GPT-2 1.5B to 120M recipe on Dolly, the five-seed ROUGE-L protocol, and the ablations.
 Accelerator: GPU
 """
 
@@ -24,10 +24,75 @@ The paper's pairs ship as recipes:
 | `opt-6.7b-to-opt-1.3b` | OPT 6.7B (32) | OPT 1.3B (24) | `[20 .. 32]` / `[16 .. 24]` |
 | `qwen1.5-1.8b-to-qwen1.5-0.5b` | Qwen1.5 1.8B (24) | Qwen1.5 0.5B (24) | `[14 .. 24]` / `[14 .. 24]` |
 
-This guide walks through the GPT-2 one. Its steps need a GPU and network
-access, so they are shown as commands; the code that runs at the end of
-the guide is the same pipeline on the embedded `tiny-cpu` recipe, which
-needs neither.
+This guide first checks a paper recipe on a laptop with `keras-mta plan`
+(no GPU, no network, seconds), then walks through the GPT-2 run. The run's
+steps need a GPU and Hub access, so they are shown as commands; the code
+that runs at the end of the guide prints a paper recipe's plan and runs
+the same pipeline on the embedded `tiny-cpu` recipe, which needs neither.
+
+## 0. Check the recipe first: `keras-mta plan`
+
+Before renting a GPU, print what the recipe will do:
+
+```bash
+keras-mta plan opt-6.7b-to-opt-1.3b
+keras-mta distill opt-6.7b-to-opt-1.3b --dry-run   # the same, then stops
+```
+
+Nothing is loaded or downloaded, no data is read and spaCy does not run.
+The plan lists:
+
+- **teacher and student**: where each comes from (a keras-hub preset, an
+  `hf://` checkpoint that keras-hub converts from the Transformers layout,
+  a GGUF file, a local preset directory), backbone class, blocks, hidden
+  size, vocabulary and the exact parameter count, computed from the
+  recipe's `architecture` tables without allocating a weight (OPT 6.7B:
+  6,658,465,792);
+- **the student's start and LoRA**: `random` or `teacher_subset` with its
+  teacher blocks; with `student.lora_rank` (the reference trains the OPT
+  student with LoRA), the rank, `lora_alpha` and the adapters' trainable
+  count;
+- **the alignment**: each layer pair with its word or phrase units, the
+  `hra_scale`, and the projectors' shapes and weights;
+- **the loss**: divergence, CE / KD / MTA weights, the compared variants;
+- **the optimizer groups and their peak rates**: the student at
+  `training.learning_rate`, the alignment projectors at
+  `training.alignment_learning_rate` (the reference's 5e-4 for all three
+  pairs; 0 means the student's rate), the schedule, clipping, weight
+  decay, and `batch_size x gradient_accumulation_steps` = the effective
+  batch (the reference's 8 x 2 = 16 for OPT and Qwen1.5);
+- **data and evaluation sets**, whether each file is there (a missing one
+  is listed under "When the run starts": the run would refuse it), and
+  the output directory;
+- **memory on one device**: teacher weights at the precision's variable
+  dtype, student weights, its gradients and AdamW's two moments (and
+  Keras' gradient accumulators when accumulating) for the trainable
+  weights only (the LoRA adapters of a LoRA student), the projectors,
+  and a rough activation estimate for one batch x sequence. The counted
+  terms are exact for the weights Keras creates; the activation lines
+  say they are estimates.
+
+Any `--set FIELD=VALUE` applies to the plan as to the run, so a change is
+checked before it costs GPU time:
+
+```bash
+keras-mta plan opt-6.7b-to-opt-1.3b \
+  --set student.lora_rank=8 --set training.alignment_learning_rate=5e-4 \
+  --set training.batch_size=8 --set training.gradient_accumulation_steps=2
+```
+
+A recipe with a bad field is refused with the recipe's own message (the
+field, the value, what is allowed) before anything is built.
+
+## On the GPU machine, with Hub access
+
+Once the plan reads right, the run itself is one command per step below.
+The models are downloaded on first use: keras-hub presets from Kaggle,
+`hf://` handles from the Hugging Face Hub (the paper's fine-tuned teachers
+where keras-hub can convert their architecture; `recipes/README.md` says
+which, and how to fine-tune a teacher where it cannot). Run `keras-mta
+plan` there once more: the "When the run starts" section must say that
+every file it reads is there.
 
 ## 1. Data
 
@@ -84,10 +149,11 @@ cosine schedule, batch 16, 5 epochs, sequence length 256,
 `mixed_bfloat16`. Any field can be overridden with `--set FIELD=VALUE`;
 `keras-mta distill --help` lists them all.
 
-What to expect: the teacher's weights take 3.1 GB in bfloat16, the
-student's 0.25 GB plus 1.5 GB of AdamW state; at batch 16 x 256 the two
-float32 logits tensors take 0.8 GB each (see *Scaling out* for the
-estimate). A single 40 GB GPU holds the run. We have not timed the full
+What to expect: `keras-mta plan gpt2-1.5b-to-gpt2-120m` gives the
+memory per device term by term (under `mixed_bfloat16` Keras keeps the
+weights in float32: the teacher's 1.56B weights take 5.8 GiB, the
+student's training state 1.4 GiB, the logits and KD about 3 GiB at batch
+16 x 256); a single 40 GB GPU holds the run. We have not timed the full
 run ourselves; count hours on one GPU (Dolly's 14k training examples, 5
 epochs).
 
@@ -128,13 +194,11 @@ for ablation in dsa_only hra_only word_units_only phrase_units_only; do
 done
 ```
 
-## The same pipeline, small, on a CPU
+## The plan and the same pipeline, small, on a CPU
 
-The `tiny-cpu` recipe writes the project's toy instruction data, trains a
-SentencePiece tokenizer, fine-tunes a 4-block Llama teacher, distills a
-2-block student three ways from the same start (SFT alone, KD, KD + MTA)
-and scores every model with the ROUGE-L protocol:
-`keras-mta distill tiny-cpu`. The same from Python:
+First the plan of the paper's OPT recipe with the reference's LoRA
+student, projector rate and 8 x 2 accumulation, as above (offline, in
+seconds: nothing is loaded):
 """
 
 import os
@@ -143,6 +207,31 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras_mta
 import keras_mta.runner
+
+plan = keras_mta.runner.plan_run(
+    keras_mta.load_recipe(
+        "opt-6.7b-to-opt-1.3b",
+        overrides=[
+            "student.lora_rank=8",
+            "training.alignment_learning_rate=5e-4",
+            "training.batch_size=8",
+            "training.gradient_accumulation_steps=2",
+        ],
+    )
+)
+print(plan)
+
+"""
+`plan.student.count`, `plan.pairs`, `plan.memory` (a list of terms, each
+marked exact or estimated) and `plan.memory_bytes` hold the same numbers
+for a script.
+
+Then the `tiny-cpu` recipe end to end: it writes the project's toy
+instruction data, trains a SentencePiece tokenizer, fine-tunes a 4-block
+Llama teacher, distills a 2-block student three ways from the same start
+(SFT alone, KD, KD + MTA) and scores every model with the ROUGE-L
+protocol: `keras-mta distill tiny-cpu`. The same from Python:
+"""
 
 SMALL = os.environ.get("KERAS_MTA_GUIDE_SMALL") == "1"
 OUTPUT = os.environ.get("KERAS_MTA_GUIDE_OUTPUT", "guide_outputs")

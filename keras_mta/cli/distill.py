@@ -68,31 +68,55 @@ def _add_recipe_arguments(parser, optional):
     )
 
 
+def add_recipe_command(subparsers, name, help_, description, func, optional):
+    """Register a subcommand that reads a recipe (RECIPE, `--set`,
+    `--output-dir`, `--tiny`, the fields in its help); returns its
+    parser."""
+    parser = subparsers.add_parser(
+        name,
+        help=help_,
+        description=description,
+        epilog=_fields_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_recipe_arguments(parser, optional)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def add_parser(subparsers):
     """Add `distill` and `train-teacher` to an argparse subparsers object."""
-    for name, help_, description, func, optional in (
-        ("distill", DISTILL_HELP, DISTILL_DESCRIPTION, distill_command, True),
-        (
-            "train-teacher",
-            TEACHER_HELP,
-            TEACHER_DESCRIPTION,
-            train_teacher_command,
-            False,
-        ),
-    ):
-        parser = subparsers.add_parser(
-            name,
-            help=help_,
-            description=description,
-            epilog=_fields_epilog(),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _add_recipe_arguments(parser, optional)
-        parser.set_defaults(func=func)
+    distill = add_recipe_command(
+        subparsers,
+        "distill",
+        DISTILL_HELP,
+        DISTILL_DESCRIPTION,
+        distill_command,
+        optional=True,
+    )
+    distill.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the run's plan (as `keras-mta plan`) and stop: nothing "
+        "is loaded, downloaded or trained",
+    )
+    add_recipe_command(
+        subparsers,
+        "train-teacher",
+        TEACHER_HELP,
+        TEACHER_DESCRIPTION,
+        train_teacher_command,
+        optional=False,
+    )
 
 
 def distill_command(args):
-    """Run `keras-mta distill`; returns the results dict."""
+    """Run `keras-mta distill`; returns the results dict (with
+    `--dry-run`, the `RunPlan` it printed)."""
+    if getattr(args, "dry_run", False):
+        from keras_mta.cli.plan import plan_command
+
+        return plan_command(args)
     # The recipe is checked before the runner (and TensorFlow) is imported.
     recipe = load_recipe(args.recipe, overrides=args.overrides)
     from keras_mta.runner import run_distill

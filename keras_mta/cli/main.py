@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "chunk": "keras_mta.cli.chunk",
     "trajectory": "keras_mta.cli.trajectory",
     "teacher-cache": "keras_mta.cli.teacher_cache",
+    "plan": "keras_mta.cli.plan",
 }
 
 

@@ -1,9 +1,6 @@
 """`keras-mta teacher-cache RECIPE`: run the teacher once, store its signals."""
 
-import argparse
-
-from keras_mta.cli.distill import _add_recipe_arguments
-from keras_mta.cli.distill import _fields_epilog
+from keras_mta.cli.distill import add_recipe_command
 from keras_mta.recipe import load_recipe
 
 HELP = "run a recipe's teacher once and store its signals for distillation"
@@ -28,15 +25,14 @@ from these caches, without running the teacher at every step.
 
 def add_parser(subparsers):
     """Add `teacher-cache` to an argparse subparsers object."""
-    parser = subparsers.add_parser(
+    return add_recipe_command(
+        subparsers,
         "teacher-cache",
-        help=HELP,
-        description=DESCRIPTION,
-        epilog=_fields_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        HELP,
+        DESCRIPTION,
+        teacher_cache_command,
+        optional=False,
     )
-    _add_recipe_arguments(parser, optional=False)
-    parser.set_defaults(func=teacher_cache_command)
 
 
 def teacher_cache_command(args):

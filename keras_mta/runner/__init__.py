@@ -52,6 +52,8 @@ from keras_mta.runner.run import run_distill
 from keras_mta.runner.run import run_evaluate
 from keras_mta.runner.run import run_teacher_cache
 from keras_mta.runner.run import run_train_teacher
+from keras_mta.runner.run_plan import RunPlan
+from keras_mta.runner.run_plan import plan_run
 from keras_mta.runner.setup import RunSetup
 from keras_mta.runner.setup import Settings
 from keras_mta.runner.setup import output_dir_of
