@@ -86,7 +86,10 @@ def _probe(architecture, num_layers, lora_rank):
         pending[:] = [v for v in pending if id(v) in before]
     weights = list(backbone.weights)
     lora = _size(v for v in weights if "lora_kernel" in v.path)
-    return _size(weights), _size(backbone.trainable_weights), lora, backbone
+    # `keras_mta.models.enable_student_lora` also freezes the adapted
+    # layers' biases (PEFT's `bias="none"`): only the factors train.
+    trainable = lora if lora_rank else _size(backbone.trainable_weights)
+    return _size(weights), trainable, lora, backbone
 
 
 def count_parameters(architecture, lora_rank=0):

@@ -190,10 +190,13 @@ def _student_lines(recipe, student):
         if count:
             # Keras' LoRA on an `EinsumDense` kernel (hidden, heads,
             # head_dim) adds A (hidden, heads, rank) and B (rank,
-            # head_dim); the layer's bias stays trainable.
+            # head_dim): more than PEFT's rank * (in + out) on a 2-D
+            # kernel. `enable_student_lora` freezes the adapted layers'
+            # biases, so the factors are all that trains.
             lora = (
-                f"{count.lora:,} adapter weights ({count.trainable:,} "
-                "trainable with the adapted layers' biases)"
+                f"{count.lora:,} adapter weights, the only student weights "
+                "that train (Keras' factors of the 3-D attention kernels: "
+                "more than PEFT's rank x (in + out))"
             )
         lines.append(
             f"LoRA: rank {spec.lora_rank}, alpha {alpha:g} (scale "

@@ -6,6 +6,7 @@ from keras.src.backend.common import global_state
 
 from keras_mta.layers import TrajectoryAlignmentLoss
 from keras_mta.models import build_causal_lm
+from keras_mta.models import enable_student_lora
 from keras_mta.models import get_backbone
 from keras_mta.runner.parameter_counts import count_parameters
 from keras_mta.runner.parameter_counts import projector_parameters
@@ -112,9 +113,9 @@ def test_count_equals_a_real_build(name):
     heads = getattr(backbone, "num_query_heads", None)
     assert count.num_heads == (heads or backbone.num_heads)
 
-    # keras-hub's LoRA (attention query and value), as the runner enables
-    # it: the adapters, and what trains with them.
-    backbone.enable_lora(3)
+    # LoRA as the runner enables it (keras-hub's targets, the attention
+    # query and value; their biases frozen): the adapters are what trains.
+    enable_student_lora(model, 3)
     lora = [w for w in backbone.weights if "lora_kernel" in w.path]
     assert lora_count.lora == sum(int(keras.ops.size(w)) for w in lora) > 0
     assert lora_count.trainable == sum(
