@@ -211,7 +211,7 @@ def worker(args):
         elapsed = time.perf_counter() - start
         if (
             result["variants"]
-            and not args.try_all
+            and not getattr(args, "try_all", False)
             and elapsed + 1.2 * slowest > budget
         ):
             result["skipped"].append(variant)

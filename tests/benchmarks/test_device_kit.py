@@ -2,6 +2,7 @@
 size on this CPU with TensorFlow and spaCy blocked, as on the lent GPU
 machine (which has neither, nor keras until the kit installs it)."""
 
+import argparse
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.benchmarks.test_gpu_script_in_process import _script
 from tests.test_imports import BLOCKER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,6 +109,27 @@ def test_scoring_pieces():
     assert mean == 0.5 and math.isnan(low)
     with pytest.raises(ValueError, match="No paired differences"):
         score.paired_interval([])
+
+
+# Builds and steps two tiny models (about 30 s here, alone): full tier.
+@pytest.mark.large
+@pytest.mark.once(backend="torch")
+def test_step_time_worker_tries_mta_past_its_budget(tmp_path):
+    # The kit passes `--try-all`: with no budget left after KD (its
+    # compile can take long at the paper's shape), MTA is still started.
+    args = argparse.Namespace(
+        tiny=True,
+        budget_s=0.0,
+        variants="kd,mta",
+        steps=1,
+        warmup=1,
+        result=str(tmp_path / "result.json"),
+        try_all=True,
+    )
+    _script().worker(args)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert set(result["variants"]) == {"kd", "mta"}
+    assert result["skipped"] == []
 
 
 @pytest.fixture(scope="module")
