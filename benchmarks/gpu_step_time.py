@@ -209,7 +209,11 @@ def worker(args):
     slowest = 0.0
     for variant in bench_utils.variant_names(args.variants):
         elapsed = time.perf_counter() - start
-        if result["variants"] and elapsed + 1.2 * slowest > budget:
+        if (
+            result["variants"]
+            and not getattr(args, "try_all", False)
+            and elapsed + 1.2 * slowest > budget
+        ):
             result["skipped"].append(variant)
             continue
         began = time.perf_counter()
@@ -280,6 +284,8 @@ def run_backend(args, backend, timeout):
     ]
     if args.tiny:
         command.append("--tiny")
+    if args.try_all:
+        command.append("--try-all")
     error = None
     try:
         proc = subprocess.run(
@@ -367,6 +373,12 @@ def main(argv=None):
         type=float,
         default=420.0,
         help="total seconds for all backends (split evenly)",
+    )
+    parser.add_argument(
+        "--try-all",
+        action="store_true",
+        help="start every variant even when the budget looks too short "
+        "(the backend's timeout still stops it; what finished is kept)",
     )
     parser.add_argument("--output", default=None)
     parser.add_argument("--worker", action="store_true", help="internal")
