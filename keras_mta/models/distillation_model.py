@@ -166,7 +166,9 @@ class DistillationModel(keras.Model):
             (`keras_mta.models.learning_rate_groups`). `compile` sets the
             groups on the optimizer (also when a saved model is loaded);
             compile again after changing which weights train. Defaults to
-            1.0 (one rate for all; the optimizer is left as it is).
+            1.0: one rate for all, and the optimizer is left as it is
+            (groups you set on it yourself with
+            `keras_mta.models.set_learning_rate_multipliers` stay).
         name: model name.
         **kwargs: base `keras.Model` arguments.
 
@@ -583,9 +585,13 @@ class DistillationModel(keras.Model):
                 "`DistillationModel(divergence=...)`."
             )
         super().compile(optimizer=optimizer, **kwargs)
-        if self.optimizer is not None:
+        if (
+            self.optimizer is not None
+            and self.alignment_learning_rate_multiplier != 1.0
+        ):
             # On the optimizer that updates (the inner one of a
-            # `LossScaleOptimizer`); a multiplier of 1 leaves it as it is.
+            # `LossScaleOptimizer`). A multiplier of 1 leaves the optimizer
+            # as it is (groups you set on it yourself included).
             set_learning_rate_multipliers(
                 self.optimizer,
                 [
