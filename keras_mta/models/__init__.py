@@ -15,6 +15,8 @@ from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
 from keras_mta.models.hidden_states import hidden_states_model
 from keras_mta.models.hidden_states import num_hidden_layers
+from keras_mta.models.learning_rate_groups import learning_rate_multiplier
+from keras_mta.models.learning_rate_groups import set_learning_rate_multipliers
 from keras_mta.models.live_teacher import LiveTeacher
 from keras_mta.models.loading import build_causal_lm
 from keras_mta.models.loading import tiny_architecture
@@ -25,6 +27,7 @@ from keras_mta.models.lora import lora_variables
 from keras_mta.models.lora import merged_lora
 from keras_mta.models.nonfinite_guard import NonFiniteError
 from keras_mta.models.nonfinite_guard import NonFiniteGuard
+from keras_mta.models.optimizer_step_schedule import OptimizerStepSchedule
 from keras_mta.models.student_init import evenly_spaced_layers
 from keras_mta.models.student_init import init_student_from_teacher
 from keras_mta.models.teacher_source import TeacherSource

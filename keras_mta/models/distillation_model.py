@@ -17,6 +17,7 @@ from keras_mta.losses.units import check_units_in_sequence
 from keras_mta.models.alignment_plan import AlignmentPlan
 from keras_mta.models.hidden_states import get_backbone
 from keras_mta.models.hidden_states import hidden_state_tensor
+from keras_mta.models.learning_rate_groups import set_learning_rate_multipliers
 from keras_mta.models.live_teacher import as_teacher_source
 from keras_mta.models.nonfinite_guard import NonFiniteGuard
 from keras_mta.models.nonfinite_guard import check_nonfinite_mode
@@ -36,6 +37,7 @@ from keras_mta.models.terms.trajectory_alignment_term import (
     TrajectoryAlignmentTerm,
 )
 from keras_mta.models.variable_paths import prefix_variable_paths
+from keras_mta.utils.checks import check_non_negative
 
 # `fit`'s arguments, to find its `callbacks` however they are passed.
 _FIT_SIGNATURE = inspect.signature(keras.Model.fit)
@@ -151,6 +153,22 @@ class DistillationModel(keras.Model):
             step is not applied; see
             `keras_mta.models.nonfinite_guard`). `"ignore"`: train on
             regardless, as a plain `keras.Model`.
+        alignment_learning_rate_multiplier: float >= 0, the learning rate
+            of the loss terms' own weights (the HRA projectors, your
+            alignment losses' weights: every trainable weight of the model
+            that is not the student's) as a multiple of the optimizer's,
+            on the same schedule, as the reference's second AdamW
+            parameter group (e.g. `5.0` for projectors at 5e-4 beside a
+            student at 1e-4). AdamW's weight decay of those weights runs
+            at their rate too; gradient clipping (`global_clipnorm`) stays
+            one norm over all weights, and gradient accumulation, the
+            schedule and Adam's bias correction are the optimizer's own
+            (`keras_mta.models.learning_rate_groups`). `compile` sets the
+            groups on the optimizer (also when a saved model is loaded);
+            compile again after changing which weights train. Defaults to
+            1.0: one rate for all, and the optimizer is left as it is
+            (groups you set on it yourself with
+            `keras_mta.models.set_learning_rate_multipliers` stay).
         name: model name.
         **kwargs: base `keras.Model` arguments.
 
@@ -193,6 +211,29 @@ class DistillationModel(keras.Model):
     model.compile(optimizer=keras.optimizers.AdamW(1e-5))
     model.fit(train_ds, validation_data=val_ds, epochs=3)
     model.student.save_to_preset("./student")
+    ```
+
+    The reference's optimizer: the projectors at 5e-4 beside a student at
+    1e-4 on one cosine schedule, one global clip, and two batches of 8
+    accumulated into each update (the loss of each batch is its own mean
+    over its tokens and units; the update averages the two batches'
+    gradients):
+
+    ```python
+    model = keras_mta.DistillationModel(
+        teacher, student, plan=plan,
+        alignment_learning_rate_multiplier=5e-4 / 1e-4,
+    )
+    cosine = keras.optimizers.schedules.CosineDecay(1e-4, decay_steps=1000)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            keras_mta.models.OptimizerStepSchedule(cosine, 2),
+            weight_decay=0.01,
+            global_clipnorm=1.0,
+            gradient_accumulation_steps=2,
+        )
+    )
+    model.fit(train_ds.batch(8), epochs=5)
     ```
 
     The same objective as an explicit list of terms, plus your own loss:
@@ -239,11 +280,22 @@ class DistillationModel(keras.Model):
         alignment_losses=None,
         terms=None,
         nonfinite="stop",
+        alignment_learning_rate_multiplier=1.0,
         name="distillation_model",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         self.nonfinite = check_nonfinite_mode(nonfinite)
+        check_non_negative(
+            "alignment_learning_rate_multiplier",
+            alignment_learning_rate_multiplier,
+            "Pass the ratio of the alignment weights' peak learning rate to "
+            "the student's (e.g. 5e-4 / 1e-4 = 5.0); 1.0 trains both at one "
+            "rate.",
+        )
+        self.alignment_learning_rate_multiplier = float(
+            alignment_learning_rate_multiplier
+        )
         self._guards_gradients = False
         switches = Switches(
             ablation,
@@ -363,6 +415,15 @@ class DistillationModel(keras.Model):
             if isinstance(term, AlignmentTerm)
             and not isinstance(term, TrajectoryAlignmentTerm)
         ]
+
+    @property
+    def alignment_variables(self):
+        """The trainable weights that are not the student's (the loss
+        terms' own: HRA projectors, your alignment losses' weights); they
+        train at `alignment_learning_rate_multiplier` times the optimizer's
+        learning rate."""
+        student = {id(v) for v in self.student.variables}
+        return [v for v in self.trainable_variables if id(v) not in student]
 
     @property
     def unit_keys(self):
@@ -505,6 +566,10 @@ class DistillationModel(keras.Model):
     def compile(self, optimizer="adam", loss=None, **kwargs):
         """Configure training; the loss is the model's own.
 
+        The loss terms' own weights (`alignment_variables`) train at
+        `alignment_learning_rate_multiplier` times the optimizer's learning
+        rate (`keras_mta.models.learning_rate_groups`).
+
         Args:
             optimizer: the optimizer (of the student and the loss terms'
                 weights).
@@ -520,6 +585,22 @@ class DistillationModel(keras.Model):
                 "`DistillationModel(divergence=...)`."
             )
         super().compile(optimizer=optimizer, **kwargs)
+        if (
+            self.optimizer is not None
+            and self.alignment_learning_rate_multiplier != 1.0
+        ):
+            # On the optimizer that updates (the inner one of a
+            # `LossScaleOptimizer`). A multiplier of 1 leaves the optimizer
+            # as it is (groups you set on it yourself included).
+            set_learning_rate_multipliers(
+                self.optimizer,
+                [
+                    (
+                        self.alignment_learning_rate_multiplier,
+                        self.alignment_variables,
+                    )
+                ],
+            )
         self._guards_gradients = False
         if self.nonfinite == "stop" and self.optimizer is not None:
             # After `super().compile`, so that the compile config (and a
@@ -578,6 +659,9 @@ class DistillationModel(keras.Model):
             "units": self.units,
             "pair_metrics": self.pair_metrics,
             "nonfinite": self.nonfinite,
+            "alignment_learning_rate_multiplier": (
+                self.alignment_learning_rate_multiplier
+            ),
         }
         if self._explicit_terms:
             config["terms"] = [

@@ -7,6 +7,7 @@ from keras_mta.losses import get_divergence
 from keras_mta.models import CachedTeacher
 from keras_mta.models import DistillationModel
 from keras_mta.models import NonFiniteError
+from keras_mta.models import OptimizerStepSchedule
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import variant_name
 from keras_mta.runner.setup import timed
@@ -14,25 +15,81 @@ from keras_mta.utils import fit_verbosity
 from keras_mta.utils import say
 
 
+def accumulation_of(training):
+    """The Keras `gradient_accumulation_steps` of a recipe's training
+    (`training.gradient_accumulation_steps`; 1, no accumulation, is None
+    for Keras, which wants None or an integer >= 2)."""
+    steps = int(training.gradient_accumulation_steps)
+    return steps if steps > 1 else None
+
+
+def optimizer_steps(training, batches):
+    """Optimizer updates in `batches` batches: `batches //
+    training.gradient_accumulation_steps` (the batches of a last,
+    incomplete accumulation window are never applied)."""
+    return batches // (accumulation_of(training) or 1)
+
+
 def make_optimizer(training, steps, learning_rate=None):
-    """The recipe's optimizer with its learning-rate schedule."""
+    """The recipe's optimizer with its learning-rate schedule.
+
+    Args:
+        training: the recipe's `TrainingSpec`.
+        steps: batches of the whole training (what `fit` runs: epochs
+            times steps per epoch). With `training.gradient_accumulation_
+            steps = n` the optimizer applies one update every `n` batches,
+            averaging their gradients, so the schedule (cosine decay,
+            `training.warmup_steps`) runs over `steps // n` updates and is
+            counted in updates (`OptimizerStepSchedule`), as the
+            reference's scheduler counts them. Keras' accumulation window
+            runs across epochs; a last window of fewer than `n` batches
+            at the end of training is never applied, and fewer than `n`
+            batches in all raise a `ValueError`.
+        learning_rate: peak learning rate (default
+            `training.learning_rate`).
+    """
     learning_rate = learning_rate or training.learning_rate
+    accumulation = accumulation_of(training)
+    updates = optimizer_steps(training, steps)
+    if accumulation and not updates:
+        raise ValueError(
+            f"training.gradient_accumulation_steps={accumulation} is more "
+            f"than the {steps} batches of the whole training: no update "
+            "would ever be applied. Lower training.gradient_accumulation_"
+            "steps, or train on more batches (training.epochs, "
+            "training.steps_per_epoch, more data)."
+        )
     if training.schedule == "cosine":
         warmup = int(training.warmup_steps)
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if warmup else learning_rate,
-            decay_steps=max(1, steps - warmup),
+            decay_steps=max(1, updates - warmup),
             warmup_target=learning_rate if warmup else None,
             warmup_steps=warmup,
         )
+        if accumulation:
+            schedule = OptimizerStepSchedule(schedule, accumulation)
     else:
         schedule = learning_rate
-    clip = {"global_clipnorm": training.clip_norm} if training.clip_norm else {}
+    options = {"gradient_accumulation_steps": accumulation}
+    if training.clip_norm:
+        options["global_clipnorm"] = training.clip_norm
     if training.optimizer == "adamw":
         return keras.optimizers.AdamW(
-            learning_rate=schedule, weight_decay=training.weight_decay, **clip
+            learning_rate=schedule,
+            weight_decay=training.weight_decay,
+            **options,
         )
-    return keras.optimizers.Adam(learning_rate=schedule, **clip)
+    return keras.optimizers.Adam(learning_rate=schedule, **options)
+
+
+def alignment_multiplier_of(training):
+    """`DistillationModel(alignment_learning_rate_multiplier=)` of a recipe:
+    `training.alignment_learning_rate / training.learning_rate` (1.0 when
+    `training.alignment_learning_rate` is 0, the student's rate)."""
+    if not training.alignment_learning_rate:
+        return 1.0
+    return training.alignment_learning_rate / training.learning_rate
 
 
 def divergence_of(recipe):
@@ -67,8 +124,8 @@ def build_variant_model(recipe, variant, teacher, student, plan, steps):
             `sft`.
         student: the student CausalLM (trained in place by `fit`).
         plan: the `AlignmentPlan`.
-        steps: optimizer steps of the whole training (the schedule's
-            length).
+        steps: batches of the whole training (`make_optimizer` turns them
+            into optimizer updates under gradient accumulation).
     """
     dist = recipe.distillation
     variant = variant_name(variant)
@@ -80,6 +137,9 @@ def build_variant_model(recipe, variant, teacher, student, plan, steps):
         kd_ratio=dist.kd_ratio,
         mta_weight=dist.mta_weight,
         ablation=ablation_of(recipe, variant),
+        alignment_learning_rate_multiplier=alignment_multiplier_of(
+            recipe.training
+        ),
     )
     model.compile(optimizer=make_optimizer(recipe.training, steps))
     return model
