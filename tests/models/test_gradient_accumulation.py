@@ -15,6 +15,7 @@ average of the two halves' gradients.
 
 import keras
 import numpy as np
+import pytest
 
 from keras_mta import AlignmentPlan
 from keras_mta import DistillationModel
@@ -67,6 +68,11 @@ def _adamw(**kwargs):
     )
 
 
+# The full tier (about 20 s under torch, minutes under tensorflow on a
+# loaded 2-core machine); the accumulation path stays checked everyday on
+# every backend by
+# `test_an_accumulated_step_averages_the_two_batches_gradients`.
+@pytest.mark.large
 def test_two_accumulated_batches_of_8_equal_one_batch_of_16():
     """Same masks, units and response tokens in both halves, other tokens
     and targets: AdamW with decay, clipping and the guard gives the same
