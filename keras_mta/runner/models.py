@@ -175,6 +175,16 @@ def _share_tokenizer(teacher, student):
 
 def make_plan(recipe, teacher, student):
     """The recipe's `AlignmentPlan` (its layers, or the default plan)."""
+    return recipe_plan(
+        recipe, num_hidden_layers(teacher), num_hidden_layers(student)
+    )
+
+
+def recipe_plan(recipe, teacher_num_layers, student_num_layers):
+    """The recipe's `AlignmentPlan` for models of these block counts: its
+    layers when `plan.teacher_layers` is given, else the default plan (None
+    when a block count needed for it is unknown, e.g. in `keras-mta plan`
+    without an architecture)."""
     plan = recipe.plan
     kwargs = {
         "word_pairs": plan.word_pairs,
@@ -183,9 +193,11 @@ def make_plan(recipe, teacher, student):
     }
     if plan.teacher_layers:
         return AlignmentPlan(plan.teacher_layers, plan.student_layers, **kwargs)
+    if teacher_num_layers is None or student_num_layers is None:
+        return None
     return AlignmentPlan.default(
-        num_hidden_layers(teacher),
-        num_hidden_layers(student),
+        teacher_num_layers,
+        student_num_layers,
         num_pairs=plan.num_pairs,
         **kwargs,
     )

@@ -12,7 +12,6 @@ import dataclasses
 import os
 
 from keras_mta.data.loaders import HUB_PREFIX
-from keras_mta.models.alignment_plan import AlignmentPlan
 from keras_mta.models.gguf import is_gguf_handle
 from keras_mta.models.loading import tiny_architecture
 from keras_mta.models.student_init import evenly_spaced_layers
@@ -20,6 +19,7 @@ from keras_mta.models.variants import ABLATION_TERMS
 from keras_mta.recipe import BUILTIN_DATA
 from keras_mta.recipe import recipe_problems
 from keras_mta.runner.memory_estimate import estimate_memory
+from keras_mta.runner.models import recipe_plan
 from keras_mta.runner.parameter_counts import count_parameters
 from keras_mta.runner.parameter_counts import projector_parameters
 from keras_mta.runner.setup import output_dir_of
@@ -209,22 +209,15 @@ def _student_lines(recipe, student):
 
 
 def _pairs(recipe, teacher, student, ablation):
-    plan = recipe.plan
-    if plan.teacher_layers:
-        t_layers, s_layers = plan.teacher_layers, plan.student_layers
-    elif teacher.count and student.count:
-        default = AlignmentPlan.default(
-            teacher.count.num_layers,
-            student.count.num_layers,
-            num_pairs=plan.num_pairs,
-            word_pairs=plan.word_pairs,
-            hra_scale=plan.hra_scale,
-        )
-        t_layers, s_layers = default.teacher_layers, default.student_layers
-    else:
+    plan = recipe_plan(
+        recipe,
+        teacher.count.num_layers if teacher.count else None,
+        student.count.num_layers if student.count else None,
+    )
+    if plan is None:
         return None
     pairs = []
-    for k, (t, s) in enumerate(zip(t_layers, s_layers)):
+    for k, (t, s) in enumerate(zip(plan.teacher_layers, plan.student_layers)):
         unit = "word" if k < plan.word_pairs else "phrase"
         pairs.append((t, s, _UNITS.get(ablation, unit)))
     return pairs
