@@ -421,7 +421,7 @@ def prepare(args, output):
     args.recipe_obj = recipe
     _seed(0)
     say(f"recipe {recipe.name}, backend {keras.backend.backend()}")
-    train_all, valid_all, _ = runner.load_data(recipe, str(output))
+    train_all, valid_all, _, _ = runner.load_data(recipe, str(output))
     train = _subsample(train_all, args.train_examples, 0)
     valid = _subsample(valid_all, args.valid_examples, 1)
     # (A recipe's SentencePiece tokenizer is trained on all training text.)

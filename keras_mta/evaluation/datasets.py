@@ -10,7 +10,12 @@ from keras_mta.utils import say
 
 
 def evaluation_sets(
-    entries, valid_examples=None, limit=0, on_error="raise", data=None
+    entries,
+    valid_examples=None,
+    limit=0,
+    on_error="raise",
+    data=None,
+    test_examples=None,
 ):
     """`{entry: examples}` scored by the ROUGE-L protocol.
 
@@ -24,12 +29,17 @@ def evaluation_sets(
         valid_examples: the run's validation examples (for `"valid"`).
         limit: keep at most this many examples of each set (0: all).
         on_error: malformed rows, `"raise"` or `"skip"`.
-        data: the recipe's `DataSpec` (for `"test"`).
+        data: the recipe's `DataSpec` (for `"test"` when `test_examples`
+            is None: read and split again).
+        test_examples: the run's held-out test examples (for `"test"`;
+            `keras_mta.runner.load_data` gives them).
     """
     sets = {}
     for entry in entries:
         if entry == "valid" and valid_examples is not None:
             examples = valid_examples
+        elif entry == "test" and test_examples:
+            examples = test_examples
         elif entry == "test":
             examples = held_out_test_set(data, on_error=on_error)
         else:

@@ -708,8 +708,9 @@ def save_tied_preset(model, preset_dir):
             _add_tie_word_embeddings(config, bool(tie))
             changed = True
         if changed:
-            with open(file, "w") as f:
-                json.dump(config, f, indent=4)
+            # Atomic, as keras-hub's own files: an interrupted save never
+            # leaves a half-written config beside good weights.
+            atomic_write(file, json.dumps(config, indent=4))
 
 
 def _store_variable_dtype(config):

@@ -15,7 +15,8 @@ from keras_mta.utils import say
 
 
 def load_data(recipe, output_dir):
-    """`(train_examples, valid_examples, reports)` of a recipe.
+    """`(train_examples, valid_examples, test_examples, reports)` of a
+    recipe (`test_examples` empty without `data.holdout_test`).
 
     `builtin:toy-world` writes the project's own English instruction data
     (`keras_mta.data.toy_world`) under `output_dir/data` first. With
@@ -30,7 +31,7 @@ def load_data(recipe, output_dir):
         for split, toy in (("train", toy_train), ("valid", toy_valid)):
             if paths[split] == TOY_WORLD:
                 paths[split] = toy
-    examples, reports = {}, {}
+    examples, reports = {"test": []}, {}
     data = recipe.data
     if data.holdout_valid or data.holdout_test:
         # Validation (and test) examples held out of data.train, always the
@@ -46,6 +47,7 @@ def load_data(recipe, output_dir):
         )
         limit = data.max_examples or None
         examples["train"] = split["train"][:limit]
+        examples["test"] = split["test"]
         reports["train"] = report
         say(
             f"train: {report}; held out {len(split['valid'])} validation and"
@@ -69,7 +71,7 @@ def load_data(recipe, output_dir):
             limit=recipe.data.max_examples or None,
         )
         say(f"{split}: {reports[split]}")
-    return examples["train"], examples["valid"], reports
+    return examples["train"], examples["valid"], examples["test"], reports
 
 
 def truncate_prompts(examples, tokenizer, max_prompt_length):

@@ -79,6 +79,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
             limit=recipe.evaluation.max_examples,
             on_error=recipe.data.on_error,
             data=recipe.data,
+            test_examples=run.test,
         )
         histories, terms, entries, tables = {}, {}, [], []
 

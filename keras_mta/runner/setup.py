@@ -65,6 +65,7 @@ class RunSetup:
     output_dir: str
     train: list
     valid: list
+    test: list
     reports: dict
     teacher: object
     student: object
@@ -93,7 +94,7 @@ def setup_run(recipe, tiny=False, output_dir=None, student=True):
     output_dir = output_dir or output_dir_of(recipe)
     os.makedirs(output_dir, exist_ok=True)
     stages = {}
-    (train, valid, reports), stages["data"] = timed(
+    (train, valid, test, reports), stages["data"] = timed(
         load_data, recipe, output_dir
     )
     (teacher, student_model), stages["models"] = timed(
@@ -116,6 +117,7 @@ def setup_run(recipe, tiny=False, output_dir=None, student=True):
         output_dir=output_dir,
         train=train,
         valid=valid,
+        test=test,
         reports=reports,
         teacher=teacher,
         student=student_model,

@@ -4,6 +4,7 @@ import pytest
 
 from keras_mta.data import holdout_split
 from keras_mta.data import load_holdout_split
+from keras_mta.evaluation import datasets as datasets_module
 from keras_mta.evaluation.datasets import evaluation_sets
 from keras_mta.recipe import RecipeError
 from keras_mta.recipe import load_recipe
@@ -61,23 +62,35 @@ def _holdout_recipe(path, **data):
     return load_recipe("tiny-cpu", overrides=overrides)
 
 
-def test_a_run_holds_out_valid_and_test_of_the_training_file(tmp_path):
+def test_a_run_holds_out_valid_and_test_of_the_training_file(
+    tmp_path, monkeypatch
+):
     path = _write_dolly(tmp_path, 20)
     recipe = _holdout_recipe(path)
     recipe.validate(check_files=True)
-    train, valid, reports = load_data(recipe, str(tmp_path / "run"))
-    assert (len(train), len(valid)) == (13, 4)
-    sets = evaluation_sets(recipe.evaluation.datasets, valid, data=recipe.data)
-    test = sets["test"]
-    assert len(test) == 3 and sets["valid"] == valid
+    train, valid, test, reports = load_data(recipe, str(tmp_path / "run"))
+    assert (len(train), len(valid), len(test)) == (13, 4, 3)
+    # Without the run's test examples, the recipe's data gives the same
+    # ones again; with them, the file is not read a second time.
+    again = evaluation_sets(["test"], data=recipe.data)
+    assert again["test"] == test
+
+    def read_again(*args, **kwargs):
+        raise AssertionError("the training file was read a second time")
+
+    monkeypatch.setattr(datasets_module, "load_holdout_split", read_again)
+    sets = evaluation_sets(
+        recipe.evaluation.datasets, valid, data=recipe.data, test_examples=test
+    )
+    assert sets["test"] == test and sets["valid"] == valid
     sources = [{e.source for e in s} for s in (train, valid, test)]
     assert not (sources[0] & sources[1] or sources[0] & sources[2])
     assert not sources[1] & sources[2]
     # data.max_examples cuts the training set after the split, so the
     # held-out examples stay the same.
     recipe = _holdout_recipe(path, max_examples=5)
-    train_cut, valid_cut, _ = load_data(recipe, str(tmp_path / "run"))
-    assert train_cut == train[:5] and valid_cut == valid
+    train_cut, valid_cut, test_cut, _ = load_data(recipe, str(tmp_path / "run"))
+    assert train_cut == train[:5] and valid_cut == valid and test_cut == test
 
 
 def test_holdout_fields_are_checked_against_valid_and_test(tmp_path):
