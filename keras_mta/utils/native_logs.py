@@ -33,6 +33,12 @@ STARTUP_LINES = (
     re.compile(r"^[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] "),
     re.compile(r"^E\d{4} [\d:. ]+\d+ cuda_\w+\.cc:\d+\] failed call to cuInit"),
     re.compile(r"^To enable the following instructions: .* rebuild TensorFlow"),
+    # Said once per process, at the first int64 op oneDNN does not cover
+    # (e.g. a transpose in the input pipeline); `start_tensorflow_quietly`
+    # makes it come at start-up.
+    re.compile(
+        r"^E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_INT64 only"
+    ),
 )
 
 
@@ -83,7 +89,14 @@ def filtered_native_stderr(keep=lambda line: not is_startup_line(line)):
 def start_tensorflow_quietly():
     """Import TensorFlow and let it look for devices with its start-up
     lines filtered out (see the module docstring). Does nothing when
-    TensorFlow is not installed or was imported before."""
+    TensorFlow is not installed or was imported before.
+
+    TensorFlow's oneDNN build also says once per process, at the first
+    int64 transpose, that oneDNN falls back to Eigen for int64 on this CPU
+    (an `E...util.cc] oneDNN supports DT_INT64 only...` line, which would
+    otherwise come in the middle of a run when the input pipeline first
+    transposes int64 tokens); one such transpose runs here, filtered.
+    """
     if "tensorflow" in sys.modules:
         return
     with filtered_native_stderr():
@@ -92,3 +105,4 @@ def start_tensorflow_quietly():
         except ImportError:
             return
         tf.config.list_physical_devices()
+        tf.transpose(tf.zeros((1, 1), tf.int64))
