@@ -41,6 +41,8 @@ groups must be set again after loading (`DistillationModel` does it in
 
 import keras
 
+from keras_mta.utils.checks import check_non_negative
+
 # The two methods of a Keras optimizer that are replaced on the instance.
 _METHODS = ("_backend_update_step", "_apply_weight_decay")
 
@@ -51,17 +53,6 @@ def _inner(optimizer):
     while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = optimizer.inner_optimizer
     return optimizer
-
-
-def _check_multiplier(multiplier):
-    multiplier = float(multiplier)
-    if not 0.0 <= multiplier < float("inf"):
-        raise ValueError(
-            "A learning-rate multiplier must be a finite number >= 0, got "
-            f"{multiplier}. Pass the ratio of the group's peak learning "
-            "rate to the optimizer's (e.g. 5e-4 / 1e-4 = 5.0)."
-        )
-    return multiplier
 
 
 def set_learning_rate_multipliers(optimizer, groups):
@@ -108,7 +99,13 @@ def set_learning_rate_multipliers(optimizer, groups):
     optimizer = _inner(optimizer)
     multipliers = {}
     for multiplier, variables in groups:
-        multiplier = _check_multiplier(multiplier)
+        check_non_negative(
+            "multiplier",
+            multiplier,
+            hint="Pass the ratio of the group's peak learning rate to the "
+            "optimizer's (e.g. 5e-4 / 1e-4 = 5.0).",
+        )
+        multiplier = float(multiplier)
         for variable in variables:
             multipliers[optimizer._var_key(variable)] = multiplier
     for name in _METHODS:

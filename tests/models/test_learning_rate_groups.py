@@ -88,8 +88,10 @@ def test_groups_of_rate_one_leave_the_optimizer_untouched():
     set_learning_rate_multipliers(optimizer, [(1.0, variables)])
     assert "_backend_update_step" not in vars(optimizer)
     assert "_apply_weight_decay" not in vars(optimizer)
-    with pytest.raises(ValueError, match="finite number >= 0"):
+    with pytest.raises(ValueError, match="`multiplier` must be >= 0"):
         set_learning_rate_multipliers(optimizer, [(-1.0, variables)])
+    with pytest.raises(ValueError, match="and finite.*5e-4 / 1e-4"):
+        set_learning_rate_multipliers(optimizer, [(float("inf"), variables)])
 
 
 def _model(multiplier=3.0):
