@@ -115,6 +115,18 @@ def parse_args(argv=None):
     )
     parser.add_argument("--cache-dtype", default="bfloat16")
     parser.add_argument(
+        "--train",
+        default=None,
+        help="training JSONL (Dolly schema) instead of the recipe's data "
+        "(default: the development setup's T0 mix with the default "
+        "recipe, else the recipe's data)",
+    )
+    parser.add_argument(
+        "--valid",
+        default=None,
+        help="validation JSONL (Dolly schema), with --train",
+    )
+    parser.add_argument(
         "--selfinst",
         default=str(SHARED / "selfinst" / "user_oriented_instructions.jsonl"),
     )
@@ -125,6 +137,11 @@ def parse_args(argv=None):
         "seconds (with the small models of recipes/tiny-cpu.toml).",
     )
     args = parser.parse_args(argv)
+    if args.train is None and Path(args.recipe) == DEFAULT_RECIPE:
+        args.train = str(SHARED / "t0_mix" / "train.jsonl")
+        args.valid = args.valid or str(SHARED / "t0_mix" / "valid.jsonl")
+    if bool(args.train) != bool(args.valid):
+        parser.error("--train and --valid go together")
     try:
         args.variants = [variant_name(v) for v in args.variants.split(",") if v]
     except ValueError as e:
@@ -166,8 +183,19 @@ def _recipe(args):
     from keras_mta import load_recipe
 
     recipe = load_recipe(args.recipe)
+    data = recipe.data
+    if args.train:
+        # The study's own data (the development setup's T0 mix with the
+        # default recipe), whatever the recipe reads.
+        data = dataclasses.replace(
+            data,
+            train=args.train,
+            valid=args.valid,
+            holdout_valid=0,
+            holdout_test=0,
+        )
     data = dataclasses.replace(
-        recipe.data,
+        data,
         sequence_length=args.sequence_length,
         max_prompt_length=args.max_prompt_length,
         max_examples=0,

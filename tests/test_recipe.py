@@ -127,11 +127,6 @@ def _paths_of(recipe):
     return [v for v in values if v and "://" not in v]
 
 
-# Development-setup data (made in this repository's shared/ folder), not
-# yet replaced by data a user can get.
-OUTSIDE_THE_PROJECT_KNOWN = {"smollm2-135m-instruct-to-llama-small"}
-
-
 @pytest.mark.parametrize("name", SHIPPED)
 def test_no_shipped_recipe_points_outside_the_project(name):
     import os
@@ -141,10 +136,7 @@ def test_no_shipped_recipe_points_outside_the_project(name):
         for path in _paths_of(load_recipe(name))
         if os.path.isabs(path) or ".." in path.replace("\\", "/").split("/")
     ]
-    if name in OUTSIDE_THE_PROJECT_KNOWN:
-        assert outside, f"{name} is clean now: drop it from the known list"
-    else:
-        assert outside == []
+    assert outside == []
 
 
 def test_overrides_reach_the_recipe():
@@ -249,7 +241,9 @@ def test_smollm2_recipe_distills_a_gguf_teacher_into_a_subset():
         else:
             assert t == layers[s - 1] + 1
     assert r.data.schema == "dolly"
-    assert r.data.train.endswith("t0_mix/train.jsonl")
+    assert r.data.train.startswith("hf://datasets/databricks/")
+    assert (r.data.valid, r.data.holdout_valid) == ("", 500)
+    assert r.evaluation.datasets == ["valid", "selfinst"]
     assert r.evaluation.seeds == [10, 20, 30, 40, 50]
 
 
