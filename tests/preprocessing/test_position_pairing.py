@@ -14,6 +14,7 @@ from tests.preprocessing.test_distillation_preprocessor import PROMPT
 from tests.preprocessing.test_distillation_preprocessor import RESPONSE
 from tests.preprocessing.test_distillation_preprocessor import expected_weights
 from tests.preprocessing.test_distillation_preprocessor import features
+from tests.preprocessing.test_distillation_preprocessor import numpy
 
 pytestmark = pytest.mark.once  # TensorFlow preprocessing, any backend
 
@@ -112,7 +113,8 @@ def check_preprocessor_pairing(student, teacher, pairs):
     x, _, sample_weight = DistillationPreprocessor(student, teacher)(
         features(pairs)
     )
-    positions = np.asarray(x["teacher_positions"])
+    positions = numpy(x["teacher_positions"])
+    sample_weight = numpy(sample_weight)
     length = student.sequence_length
     assert positions.shape == (len(pairs), length)
     assert positions.dtype == np.int32
