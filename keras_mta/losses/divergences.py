@@ -352,6 +352,7 @@ class _Divergence(keras.losses.Loss):
     """Base of the divergence losses: `y_true` teacher, `y_pred` student."""
 
     _fn = None
+    cross_vocabulary = False  # True: compares different vocabularies
 
     def __init__(
         self,
@@ -560,8 +561,9 @@ def get_divergence(identifier, **kwargs):
 
     Args:
         identifier: one of `"forward_kl"`, `"reverse_kl"`, `"jensen_shannon"`,
-            `"total_variation"`, `"skew_forward_kl"`, `"skew_reverse_kl"`, a
-            `keras.losses.Loss` instance (returned as is) or a serialized
+            `"total_variation"`, `"skew_forward_kl"`, `"skew_reverse_kl"`,
+            `"uld"` (across vocabularies: `keras_mta.losses.cross_vocabulary`),
+            a `keras.losses.Loss` instance (returned as is) or a serialized
             config.
         **kwargs: constructor arguments when `identifier` is a name.
     """
@@ -570,13 +572,19 @@ def get_divergence(identifier, **kwargs):
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
+        # Imported here: cross_vocabulary builds on this module.
+        from keras_mta.losses.cross_vocabulary import (
+            CROSS_VOCABULARY_DIVERGENCES,
+        )
+
+        names = {**DIVERGENCES, **CROSS_VOCABULARY_DIVERGENCES}
         key = identifier.lower().replace("-", "_")
-        if key not in DIVERGENCES:
+        if key not in names:
             raise ValueError(
                 f"Unknown divergence {identifier!r}. Choose one of "
-                f"{sorted(DIVERGENCES)} or pass a keras.losses.Loss."
+                f"{sorted(names)} or pass a keras.losses.Loss."
             )
-        return DIVERGENCES[key](**kwargs)
+        return names[key](**kwargs)
     raise TypeError(
         "A divergence must be a name, a config dict or a keras.losses.Loss, "
         f"got {type(identifier).__name__}."

@@ -11,6 +11,8 @@ from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs
 from keras_mta.imports import import_optional
 from keras_mta.preprocessing.offsets import tokenize_with_offsets
 from keras_mta.preprocessing.offsets import tokenizer_family
+from keras_mta.preprocessing.position_pairing import context_ends
+from keras_mta.preprocessing.position_pairing import pair_positions
 from keras_mta.preprocessing.preprocessing_statistics import UNIT_KINDS
 from keras_mta.preprocessing.preprocessing_statistics import (
     PreprocessingStatistics,
@@ -397,6 +399,12 @@ class DistillationPreprocessor(PreprocessingLayer):
             counts.update(side_counts)
             if index == 0:
                 y, weight = side_y, side_weight
+        # Cross-tokenizer KD: the pairing of preprocessing.position_pairing.
+        ends = [x.pop(side.prefix + "context_ends") for side in self._sides]
+        if len(ends) == 2:
+            x["teacher_positions"] = pair_positions(
+                ends[0], weight, ends[1], side_weight
+            )
         return (x, y, weight), counts
 
     # ------------------------------------------------------------------
@@ -623,6 +631,10 @@ class _Side:
         x = {
             self.prefix + "token_ids": tf.cast(token_ids[:, :-1], "int32"),
             self.prefix + "padding_mask": padding_mask[:, :-1],
+            # Popped by `_process` (cross-tokenizer position pairing).
+            self.prefix + "context_ends": context_ends(
+                offsets, length, self.start
+            ),
         }
         # A text none of whose tokens could be located in it: keras-hub
         # altered it (e.g. its byte-pair placeholder "ĴA" becomes a special

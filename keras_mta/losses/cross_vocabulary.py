@@ -1,0 +1,180 @@
+"""Logit distillation between models whose vocabularies differ.
+
+Universal Logit Distillation (ULD; Boizard, El Haddad, Hudelot and
+Colombo, 2024, "Towards Cross-Tokenizer Distillation: the Universal Logit
+Distillation Loss for LLMs", arXiv 2402.12030). Token ids of two
+vocabularies name different things, so ULD compares the two next-token
+laws as unlabeled mass profiles: it sorts each probability vector,
+pads the shorter vocabulary with zero probabilities to the longer one, and
+takes the closed-form Wasserstein-1 distance of the paper between the two
+sorted vectors, per position:
+
+```
+p_T = softmax(teacher_logits / temperature)   # (..., V_T), sorted, padded
+p_S = softmax(student_logits / temperature)   # (..., V_S), sorted, padded
+ULD = sum_i | p_S,(i) - p_T,(i) |             # i-th largest probability
+```
+
+What is implemented, exactly, against the paper and its public code
+(`Nicolas-BZRD/llm-recipes`, `models/distillation_model.py`):
+
+- The sum of absolute differences of the sorted, zero-padded vectors,
+  without a factor 1/2 and without a top-k truncation of the sorted vectors
+  (the authors' code sorts and compares the whole vocabularies).
+- One `temperature`, applied to both logits. The authors' code has a
+  student and a teacher temperature, both 1 by default.
+- The paper adds ULD to the student's cross-entropy (`CE + lambda ULD`);
+  here ULD is the KD term alone, the cross-entropy being the model's own
+  CE term, weighted as every other term.
+- Positions: the authors pair the k-th response token of the student with
+  the k-th response token of the teacher, which drifts as soon as the two
+  tokenizations cut the text differently. keras-mta pairs positions by
+  their character offsets instead (`keras_mta.preprocessing.
+  position_pairing`); the teacher's logits arrive already gathered at the
+  student's positions, so both inputs have shape `(batch, seq_len, V)`
+  with their own `V`.
+
+Sorting sends probabilities and their gradients through a permutation, so
+gradients flow to all logits of both models (the teacher's are normally
+constant). Written with `keras.ops` only; static shapes.
+"""
+
+import keras
+from keras import ops
+
+from keras_mta.losses.divergences import _Divergence
+from keras_mta.losses.divergences import check_temperature
+from keras_mta.losses.shapes import static_shape
+
+
+def _sorted_probabilities(logits, temperature, size):
+    """Ascending probabilities, zero-padded at the front to `size`.
+
+    Zeros in front of an ascending vector are the zeros at the end of the
+    paper's descending one: the pairs compared are the same."""
+    probabilities = ops.softmax(
+        ops.cast(logits, "float32") / temperature, axis=-1
+    )
+    ascending = ops.sort(probabilities, axis=-1)
+    missing = size - static_shape(logits)[-1]
+    if missing == 0:
+        return ascending
+    widths = [[0, 0]] * (len(static_shape(logits)) - 1) + [[missing, 0]]
+    return ops.pad(ascending, widths)
+
+
+def _check_cross_vocabulary_logits(where, teacher_logits, student_logits):
+    teacher_shape = static_shape(teacher_logits)
+    student_shape = static_shape(student_logits)
+    if len(teacher_shape) != len(student_shape) or any(
+        t is not None and s is not None and t != s
+        for t, s in zip(teacher_shape[:-1], student_shape[:-1])
+    ):
+        raise ValueError(
+            f"{where}: teacher_logits {tuple(teacher_shape)} and "
+            f"student_logits {tuple(student_shape)} must agree on every "
+            "dimension but the last (the vocabulary). Gather the teacher's "
+            "logits at the student's positions first (`teacher_positions` "
+            "from DistillationPreprocessor)."
+        )
+    if teacher_shape[-1] is None or student_shape[-1] is None:
+        raise ValueError(
+            f"{where}: the vocabulary sizes must be static, got "
+            f"{teacher_shape[-1]} (teacher) and {student_shape[-1]} "
+            "(student)."
+        )
+
+
+def universal_logit_distillation(
+    teacher_logits, student_logits, temperature=1.0
+):
+    """Universal Logit Distillation per position, across vocabularies.
+
+    `sum_i |p_S,(i) - p_T,(i)|` over the sorted probabilities of both
+    models, the smaller vocabulary padded with zeros (see the module
+    docstring). 0 when the two laws are permutations of each other (after
+    padding); at most 2.
+
+    Args:
+        teacher_logits: `(..., teacher_vocab_size)`.
+        student_logits: `(..., student_vocab_size)`, the same leading
+            dimensions as `teacher_logits`; the vocabulary sizes may differ.
+        temperature: float > 0, applied to both logits.
+
+    Returns:
+        float32 `(...)`, the distance per position.
+
+    Examples:
+
+    >>> import numpy as np
+    >>> teacher = np.random.normal(size=(2, 4, 12))
+    >>> student = np.random.normal(size=(2, 4, 7))
+    >>> universal_logit_distillation(teacher, student).shape
+    (2, 4)
+    """
+    _check_cross_vocabulary_logits(
+        "universal_logit_distillation", teacher_logits, student_logits
+    )
+    check_temperature(temperature)
+    size = max(
+        static_shape(teacher_logits)[-1], static_shape(student_logits)[-1]
+    )
+    teacher = _sorted_probabilities(teacher_logits, temperature, size)
+    student = _sorted_probabilities(student_logits, temperature, size)
+    return ops.sum(ops.abs(student - teacher), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_mta")
+class UniversalLogitDistillation(_Divergence):
+    """Universal Logit Distillation as a `keras.losses.Loss`.
+
+    `y_true` holds teacher logits `(batch, seq_len, teacher_vocab_size)`,
+    gathered at the student's positions, and `y_pred` student logits
+    `(batch, seq_len, student_vocab_size)`; the vocabulary sizes may
+    differ. Per position, `universal_logit_distillation` (the sorted,
+    zero-padded probability vectors compared by their summed absolute
+    differences; see the module docstring for what is taken from the paper).
+    `sample_weight` `(batch, seq_len)` selects and weights positions: 0 on
+    prompt, padding and student positions without a teacher partner. Like
+    every divergence here, the default reduction is the
+    `sample_weight`-weighted mean over positions.
+
+    `cross_vocabulary = True` tells teacher sources that this divergence
+    compares different vocabularies (the same-vocabulary divergences have
+    `False`).
+
+    Args:
+        temperature: float > 0, applied to both logits.
+        reduction: Keras reduction; the default `"mean_with_sample_weight"`
+            divides the weighted sum by the sum of `sample_weight`.
+        name: optional name.
+        dtype: optional dtype of the loss computation's output.
+
+    Examples:
+
+    >>> import numpy as np
+    >>> teacher = np.random.normal(size=(2, 4, 12))
+    >>> student = np.random.normal(size=(2, 4, 7))
+    >>> weight = np.array([[0, 1, 1, 1], [0, 0, 1, 1]])
+    >>> loss = UniversalLogitDistillation(temperature=2.0)
+    >>> value = loss(teacher, student, sample_weight=weight)
+
+    References:
+        - Boizard et al., Towards Cross-Tokenizer Distillation: the
+          Universal Logit Distillation Loss for LLMs (arXiv 2402.12030).
+    """
+
+    _fn = staticmethod(universal_logit_distillation)
+    cross_vocabulary = True
+
+    def top_k(self, *args, **kwargs):
+        raise NotImplementedError(
+            "UniversalLogitDistillation from a top-k teacher cache is not "
+            "implemented: the sorted teacher vector needs every "
+            "probability, and the cache keeps the top k and one bucket. "
+            "Train with the live teacher."
+        )
+
+
+# Names `get_divergence` accepts for the divergences across vocabularies.
+CROSS_VOCABULARY_DIVERGENCES = {"uld": UniversalLogitDistillation}

@@ -1,0 +1,154 @@
+"""Universal Logit Distillation against a float64 NumPy reference."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_mta import losses
+from tests.backend_utils import gradients
+
+# (teacher vocabulary, student vocabulary): larger, smaller, equal.
+VOCABULARIES = [(13, 7), (7, 13), (9, 9)]
+
+
+def reference_uld(teacher_logits, student_logits, temperature=1.0):
+    """Float64, one position at a time: both laws sorted in decreasing
+    order, the shorter one padded with zeros at the end (as the paper
+    states it), then the sum of absolute differences."""
+    teacher = np.asarray(teacher_logits, np.float64)
+    student = np.asarray(student_logits, np.float64)
+    size = max(teacher.shape[-1], student.shape[-1])
+    out = np.zeros(teacher.shape[:-1])
+    for index in np.ndindex(*out.shape):
+        laws = []
+        for logits in (teacher[index], student[index]):
+            z = logits / temperature
+            p = np.exp(z - z.max())
+            p = sorted(p / p.sum(), reverse=True)
+            laws.append(np.array(p + [0.0] * (size - len(p))))
+        out[index] = sum(abs(s - t) for t, s in zip(*laws))
+    return out
+
+
+def _logits(seed, shape, scale=2.0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=shape) * scale).astype("float32")
+
+
+@pytest.mark.parametrize("teacher_vocab,student_vocab", VOCABULARIES)
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_function_matches_float64_numpy(
+    teacher_vocab, student_vocab, temperature
+):
+    teacher = _logits(0, (2, 3, teacher_vocab))
+    student = _logits(1, (2, 3, student_vocab))
+    got = ops.convert_to_numpy(
+        losses.universal_logit_distillation(teacher, student, temperature)
+    )
+    assert got.shape == (2, 3)
+    want = reference_uld(teacher, student, temperature)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_loss_is_weighted_mean_and_ignores_padding():
+    teacher, student = _logits(2, (3, 4, 11)), _logits(3, (3, 4, 5))
+    # Row 2 is all padding; weight 2 counts twice.
+    weight = np.array([[0, 1, 1, 1], [0, 0, 2, 1], [0, 0, 0, 0]], "float32")
+    loss = losses.UniversalLogitDistillation(temperature=1.5)
+    got = float(ops.convert_to_numpy(loss(teacher, student, weight)))
+    per_position = reference_uld(teacher, student, 1.5)
+    want = (per_position * weight).sum() / weight.sum()
+    assert got == pytest.approx(want, rel=1e-5)
+    # A padded position may hold anything: it changes nothing.
+    changed = student.copy()
+    changed[2] = 1e3 * _logits(4, (4, 5))
+    changed[0, 0] = -changed[0, 0]
+    assert float(ops.convert_to_numpy(loss(teacher, changed, weight))) == got
+
+
+@pytest.mark.once  # a property of the formula, backend-independent
+def test_zero_for_a_permuted_law_padded_with_impossible_tokens():
+    student = _logits(5, (2, 3, 6))
+    permutation = np.random.default_rng(0).permutation(6)
+    # The teacher's law is the student's, its ids permuted, plus 4 tokens
+    # it never predicts: ULD sees the same sorted profile.
+    teacher = np.concatenate(
+        [student[..., permutation], np.full((2, 3, 4), -1e4, "float32")],
+        axis=-1,
+    )
+    got = ops.convert_to_numpy(
+        losses.universal_logit_distillation(teacher, student)
+    )
+    np.testing.assert_allclose(got, 0.0, atol=1e-6)
+    other = ops.convert_to_numpy(
+        losses.universal_logit_distillation(teacher, student[..., ::-1] * 2)
+    )
+    assert np.all(other > 1e-2)
+
+
+@pytest.mark.parametrize("teacher_vocab,student_vocab", VOCABULARIES[:2])
+def test_gradient_matches_finite_differences(teacher_vocab, student_vocab):
+    teacher = _logits(6, (2, teacher_vocab))
+    student = _logits(7, (2, student_vocab))
+    weight = np.array([1.0, 0.5])
+
+    def total(t, s):
+        per_position = losses.universal_logit_distillation(t, s, 2.0)
+        return ops.sum(per_position * ops.convert_to_tensor(weight, "float32"))
+
+    _, (g_t, g_s) = gradients(total, teacher, student)
+    step = 1e-5
+    for name, logits, grad in (
+        ("teacher", teacher, g_t),
+        ("student", student, g_s),
+    ):
+        for index in [(0, 0), (0, 4), (1, logits.shape[-1] - 1)]:
+            up = logits.astype(np.float64)
+            down = logits.astype(np.float64)
+            up[index] += step
+            down[index] -= step
+            if name == "teacher":
+                f_up = reference_uld(up, student, 2.0)
+                f_down = reference_uld(down, student, 2.0)
+            else:
+                f_up = reference_uld(teacher, up, 2.0)
+                f_down = reference_uld(teacher, down, 2.0)
+            want = ((f_up - f_down) * weight).sum() / (2 * step)
+            assert grad[index] == pytest.approx(want, rel=2e-3, abs=1e-6), (
+                name,
+                index,
+            )
+
+
+def test_config_round_trip_and_get_divergence():
+    loss = losses.UniversalLogitDistillation(temperature=2.0, name="my_uld")
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert type(restored) is losses.UniversalLogitDistillation
+    assert restored.get_config() == loss.get_config()
+    assert restored.get_config()["temperature"] == 2.0
+    teacher, student = _logits(8, (2, 3, 10)), _logits(9, (2, 3, 4))
+    assert float(ops.convert_to_numpy(restored(teacher, student))) == (
+        pytest.approx(float(ops.convert_to_numpy(loss(teacher, student))))
+    )
+    uld = losses.get_divergence("ULD", temperature=3.0)
+    assert isinstance(uld, losses.UniversalLogitDistillation)
+    assert uld.temperature == 3.0
+    assert uld.cross_vocabulary is True
+    assert losses.get_divergence("forward_kl").cross_vocabulary is False
+    # The same-vocabulary names stay what recipes and the top-k path use.
+    assert "uld" not in losses.DIVERGENCES
+
+
+@pytest.mark.once
+def test_bad_inputs_are_rejected_early():
+    with pytest.raises(ValueError, match="temperature"):
+        losses.UniversalLogitDistillation(temperature=0.0)
+    with pytest.raises(ValueError, match="every dimension but the last"):
+        losses.universal_logit_distillation(
+            np.zeros((2, 4, 9)), np.zeros((2, 3, 5))
+        )
+    with pytest.raises(NotImplementedError, match="top-k teacher cache"):
+        losses.UniversalLogitDistillation().top_k(None, None, None, None)
+    with pytest.raises(ValueError, match="'uld'"):
+        losses.get_divergence("wasserstein")
