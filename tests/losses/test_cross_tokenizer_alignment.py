@@ -147,7 +147,7 @@ def test_unit_hra_matches_float64_numpy(seed):
             case[3],
             teacher_units=case[4],
             teacher_padding_mask=case[5],
-            projector=lambda z: ops.matmul(z, kernel) + bias,
+            projector=lambda z: ops.add(ops.matmul(z, kernel), bias),
         )
     )
     want = reference(*case, kind="hra", kernel=kernel, bias=bias)
@@ -187,7 +187,7 @@ def test_unit_hra_gradients():
             mask,
             teacher_units=teacher_units,
             teacher_padding_mask=teacher_mask,
-            projector=lambda z: ops.matmul(z, k) + bias,
+            projector=lambda z: ops.add(ops.matmul(z, k), bias),
             student_importance=importance,
         )
 
