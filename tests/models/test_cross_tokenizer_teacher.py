@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_mta import AlignmentPlan
 from keras_mta import DistillationModel
 from keras_mta.layers import TrajectoryAlignmentLoss
 from keras_mta.models import CrossTokenizerTeacher
@@ -182,3 +183,61 @@ def test_config_round_trip():
     assert isinstance(again.teacher_source, CrossTokenizerTeacher)
     assert again.teacher_source.vocabulary_size == TEACHER_VOCAB
     assert again.alignment.hra_level == "auto"
+
+
+# The preprocessor's real paired units through the model (about a minute);
+# the everyday tier trains the same model path on hand-made units
+# (test_one_training_step_with_kd_dsa_and_hra) and checks the pairing
+# (tests/preprocessing/test_paired_units.py).
+@pytest.mark.large
+def test_preprocessor_units_train_a_student_of_another_tokenizer():
+    import keras_hub
+
+    from keras_mta import DistillationPreprocessor
+    from tests.preprocessing.test_distillation_preprocessor import features
+    from tests.tiny_models import tiny_gpt2_causal_lm
+
+    student = tiny_gpt2_causal_lm(
+        num_layers=2, hidden_dim=8, sequence_length=40
+    )
+    teacher_preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
+        tokenizer=F.tiny_gpt2_tokenizer(), sequence_length=24
+    )
+    teacher = F.gpt2(
+        F.TEACHER_LAYERS, F.TEACHER_DIM, preprocessor=teacher_preprocessor
+    )
+    preprocessor = DistillationPreprocessor(
+        student.preprocessor,
+        teacher_preprocessor,
+        max_word_units=8,
+        max_phrase_units=4,
+    )
+    assert not preprocessor.shares_tokens
+    pairs = [
+        ("name a fruit ", "an apple and a ripe pear"),
+        ("count to three ", "one two three"),
+    ]
+    x, y, sw = preprocessor(features(pairs))
+    x = {k: ops.convert_to_numpy(v) for k, v in x.items()}
+    assert (x["word_units"][..., 1] > x["word_units"][..., 0]).sum() > 0
+    # Stand-in pairing of positions (the real one comes from the offsets).
+    teacher_len = x["teacher_token_ids"].shape[1]
+    positions = np.arange(x["token_ids"].shape[1])[None].repeat(2, 0)
+    x["teacher_positions"] = np.where(
+        positions < teacher_len, positions, -1
+    ).astype("int32")
+    model = DistillationModel(
+        CrossTokenizerTeacher(teacher),
+        student,
+        plan=AlignmentPlan([2, 3], [1, 2], word_pairs=1),
+        divergence=SortedProbabilityL1(),
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    logs = model.train_on_batch(
+        x,
+        ops.convert_to_numpy(y),
+        sample_weight=ops.convert_to_numpy(sw),
+        return_dict=True,
+    )
+    for name in ("loss", "kd", "dsa", "hra"):
+        assert np.isfinite(logs[name]) and logs[name] > 0, name
