@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_mta import AlignmentPlan
 from keras_mta import DistillationModel
+from keras_mta.layers import AlignmentLoss
 from keras_mta.layers import TrajectoryAlignmentLoss
 from keras_mta.models import CrossTokenizerTeacher
 from keras_mta.models import terms
@@ -35,6 +36,15 @@ class SortedProbabilityL1(keras.losses.Loss):
         p_t = ops.sort(ops.softmax(ops.cast(y_true, "float32")), axis=-1)
         p_s = ops.sort(ops.softmax(ops.cast(y_pred, "float32")), axis=-1)
         return ops.sum(ops.abs(p_t[..., -k:] - p_s[..., -k:]), axis=-1)
+
+
+class LastStateCosine(AlignmentLoss):
+    """A custom loss on token states that declares no `teacher_signals`."""
+
+    def call(
+        self, student_hidden, teacher_hidden, word_units, phrase_units, mask
+    ):
+        return ops.mean(teacher_hidden[-1]) * 0.0
 
 
 def cross_batch(seed=0):
@@ -80,7 +90,12 @@ def cross_model(**kwargs):
 
 
 def test_one_training_step_with_kd_dsa_and_hra():
-    model = cross_model()
+    # Entropy weights too: computed on the teacher's own padding mask.
+    model = cross_model(
+        plan=AlignmentPlan.default(
+            F.TEACHER_LAYERS, F.STUDENT_LAYERS, entropy_weighting=True
+        )
+    )
     x, y, sw = cross_batch()
     projector = model.alignment.hidden[0].projector.kernel
     before = ops.convert_to_numpy(projector).copy()
@@ -151,6 +166,9 @@ def test_what_cannot_work_across_tokenizers_is_refused_with_the_fix():
                 terms.TrajectoryAlignmentTerm(loss),
             ]
         )
+    # A custom alignment loss that cannot read the teacher's own units.
+    with pytest.raises(ValueError, match="teacher_signals"):
+        cross_model(alignment_losses=[LastStateCosine(name="last_cos")])
     # A different vocabulary with a teacher that reads the student's tokens
     # names the teacher source to use.
     with pytest.raises(ValueError, match="CrossTokenizerTeacher"):
