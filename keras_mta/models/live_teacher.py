@@ -91,9 +91,10 @@ class LiveTeacher(TeacherSource):
         return self._views[key]
 
     def model_inputs(self, inputs):
-        """The teacher's `token_ids` and `padding_mask` among `inputs`
-        (the student's: one tokenizer)."""
-        return {k: inputs[k] for k in ("token_ids", "padding_mask")}
+        """The inputs the teacher's view reads, by its input names
+        (`token_ids`, `padding_mask`, ...): the model's own inputs, the
+        student's tokens (one tokenizer)."""
+        return inputs
 
     def outputs(self, inputs, layers, needs):
         view = self._view(layers)
