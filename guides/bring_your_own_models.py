@@ -343,3 +343,63 @@ Real batches come from `keras_mta.DistillationPreprocessor` wrapped around
 the student's preprocessor (`student.preprocessor`); see *Getting
 started*.
 """
+
+"""
+## Teachers from another family
+
+A teacher from another family (a Qwen or Llama teacher for a GPT-2 or
+SmolLM student) has its own tokenizer and vocabulary. MTA's units are
+character spans of the text, so they exist in both tokenizations: wrap the
+teacher as `keras_mta.models.CrossTokenizerTeacher` and give the
+preprocessor both models' preprocessors:
+
+```python
+preprocessor = keras_mta.DistillationPreprocessor(
+    student.preprocessor,
+    teacher.preprocessor,  # its own tokenizer
+    max_word_units=256,
+    max_phrase_units=128,
+    chunker=keras_mta.preprocessing.SpanCache("spans/"),
+)
+train_ds = preprocessor.prepare_dataset(examples, batch_size=8)
+model = keras_mta.DistillationModel(
+    keras_mta.models.CrossTokenizerTeacher(teacher),
+    student,
+    divergence="uld",  # a cross-vocabulary objective
+)
+```
+
+What changes, and what does not:
+
+- **Inputs.** The preprocessor adds `teacher_token_ids`,
+  `teacher_padding_mask`, `teacher_word_units` and `teacher_phrase_units`
+  (the teacher's window is its preprocessor's `sequence_length`, or
+  `teacher_sequence_length=`). The units are paired: row `u` is the same
+  span on both sides, and a span either side loses (no token, cut by
+  truncation, over `max_*_units`) is dropped on both and counted as
+  `dropped_unpaired` in `preprocessor.statistics`.
+- **DSA** keeps its formula: each side pools its unit vectors from its own
+  tokens with its own token importance; the unit-pair weights come from
+  the teacher's tokens.
+- **HRA** cannot pair tokens, so it pairs units:
+  `sum_u W_u (1 - cos(P z^S_u, z^T_u)) / sum_u W_u`, where `z^S_u` and
+  `z^T_u` are the importance-pooled unit vectors of each side, `W_u` the
+  teacher's unit weight and `P` the pair's projector, as before. `P` maps
+  the pooled student vector, as the MTA authors' DSKD v2 port projects
+  student unit vectors before comparing; since `P` is affine and pooling a
+  weighted mean, this equals pooling the projected tokens, at the cost of
+  `max_units` projections instead of `seq_len`.
+  `TrajectoryAlignmentLoss(hra_level="auto")` (the default) does this only
+  for a teacher with its own tokens; `hra_level="token"` is refused there,
+  `hra_level="unit"` asks for unit-level HRA with one tokenizer too.
+- **KD** compares the teacher's next-token distribution at the teacher
+  position paired with each student position (the int32 input
+  `teacher_positions`, -1 where none pairs; those positions weigh 0), over
+  two vocabularies: the divergence must declare `cross_vocabulary = True`
+  (e.g. `"uld"`, Universal Logit Distillation). `forward_kl` and the other
+  same-vocabulary divergences are refused with the names of these, or
+  train without KD (`use_kd=False`).
+- **One tokenizer stays one.** When both preprocessors tokenize alike the
+  preprocessor makes no `teacher_*` inputs: pass the teacher itself, and
+  the model keeps the paper's token-level HRA.
+"""

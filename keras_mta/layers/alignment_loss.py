@@ -68,7 +68,14 @@ class AlignmentLoss(keras.layers.Layer):
             `teacher_hidden`) and `"token_weights"` (float32 `(batch,
             seq_len)` entropy weights of the teacher, or None unless the
             plan's `entropy_weighting` is on). `TrajectoryAlignmentLoss`
-            reads them.
+            reads them. For a teacher with its own tokenizer
+            (`keras_mta.models.CrossTokenizerTeacher`) the dict also holds
+            the teacher's own `"word_units"`, `"phrase_units"` (int32
+            `(batch, max_units, 2)`, row `u` the same span as the
+            student's row `u`) and `"padding_mask"` (float32 `(batch,
+            teacher_seq_len)`): `teacher_hidden`, the importances and the
+            token weights then lie on the teacher's tokens. A loss without
+            this argument is refused with such a teacher.
 
     Returns:
         A float32 scalar (or a dict with the scalar under `"loss"`, as

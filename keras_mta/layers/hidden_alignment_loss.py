@@ -1,6 +1,7 @@
 import keras
 
 from keras_mta.losses.alignment import hidden_alignment
+from keras_mta.losses.alignment import unit_hidden_alignment
 from keras_mta.losses.shapes import check_alignment_inputs
 
 
@@ -41,6 +42,18 @@ class HiddenAlignmentLoss(keras.layers.Layer):
         teacher_importance: optional precomputed teacher token importance.
         teacher_token_weights: optional `(batch, seq_len)` weights replacing
             the teacher's normalized importance (entropy weighting).
+        unit_level: bool, align pooled unit vectors instead of token states
+            (`keras_mta.losses.unit_hidden_alignment`:
+            `sum_u W_u (1 - cos(P z^S_u, z^T_u)) / sum_u W_u`), the HRA of a
+            teacher with its own tokenizer. Defaults to False (token-level
+            HRA, the paper's).
+        teacher_units: optional int32 `(batch, max_units, 2)`, the units on
+            the teacher's tokens (a teacher with its own tokenizer; needs
+            `unit_level=True`).
+        teacher_padding_mask: `(batch, teacher_seq_len)`, with
+            `teacher_units`.
+        student_importance: optional precomputed student token importance
+            (unit-level HRA pools the student's tokens with it).
 
     Returns:
         The scalar `L_HRA`.
@@ -115,7 +128,34 @@ class HiddenAlignmentLoss(keras.layers.Layer):
         padding_mask,
         teacher_importance=None,
         teacher_token_weights=None,
+        unit_level=False,
+        teacher_units=None,
+        teacher_padding_mask=None,
+        student_importance=None,
     ):
+        if unit_level:
+            self._check_widths(student_hidden, teacher_hidden)
+            return unit_hidden_alignment(
+                student_hidden,
+                teacher_hidden,
+                units,
+                padding_mask,
+                teacher_units=teacher_units,
+                teacher_padding_mask=teacher_padding_mask,
+                projector=self.projector,
+                student_importance=student_importance,
+                teacher_importance=teacher_importance,
+                teacher_token_weights=teacher_token_weights,
+            )
+        if teacher_units is not None:
+            raise ValueError(
+                "HiddenAlignmentLoss: token-level HRA compares student and "
+                "teacher states token by token, but the teacher has its own "
+                "tokens (`teacher_units` given): there is no token pairing. "
+                "Pass `unit_level=True` (HRA on pooled units; "
+                "`TrajectoryAlignmentLoss(hra_level='unit')` or 'auto'), or "
+                "turn HRA off (`use_hra=False`)."
+            )
         check_alignment_inputs(
             "HiddenAlignmentLoss",
             student_hidden,
@@ -125,6 +165,17 @@ class HiddenAlignmentLoss(keras.layers.Layer):
             teacher_importance=teacher_importance,
             teacher_token_weights=teacher_token_weights,
         )
+        self._check_widths(student_hidden, teacher_hidden)
+        return hidden_alignment(
+            self.projector(student_hidden),
+            teacher_hidden,
+            units,
+            padding_mask,
+            teacher_importance=teacher_importance,
+            teacher_token_weights=teacher_token_weights,
+        )
+
+    def _check_widths(self, student_hidden, teacher_hidden):
         if teacher_hidden.shape[-1] != self.teacher_dim:
             raise ValueError(
                 f"HiddenAlignmentLoss has teacher_dim={self.teacher_dim}, but "
@@ -139,14 +190,6 @@ class HiddenAlignmentLoss(keras.layers.Layer):
                 f"{student_hidden.shape[-1]}. Use one HiddenAlignmentLoss "
                 "per layer pair."
             )
-        return hidden_alignment(
-            self.projector(student_hidden),
-            teacher_hidden,
-            units,
-            padding_mask,
-            teacher_importance=teacher_importance,
-            teacher_token_weights=teacher_token_weights,
-        )
 
     def compute_output_shape(self, *args, **kwargs):
         return ()

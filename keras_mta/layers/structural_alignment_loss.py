@@ -35,6 +35,11 @@ class StructuralAlignmentLoss(keras.layers.Layer):
         teacher_importance: optional precomputed teacher token importance.
         teacher_token_weights: optional `(batch, seq_len)` weights replacing
             the teacher's normalized importance in `W_u` (entropy weighting).
+        teacher_units: optional int32 `(batch, max_units, 2)`, the same
+            units on the teacher's own tokens (a teacher with its own
+            tokenizer); each side then pools its own tokens.
+        teacher_padding_mask: `(batch, teacher_seq_len)`, with
+            `teacher_units`.
 
     Returns:
         The scalar `L_DSA`.
@@ -70,6 +75,8 @@ class StructuralAlignmentLoss(keras.layers.Layer):
         student_importance=None,
         teacher_importance=None,
         teacher_token_weights=None,
+        teacher_units=None,
+        teacher_padding_mask=None,
     ):
         return structural_alignment(
             student_hidden,
@@ -79,6 +86,8 @@ class StructuralAlignmentLoss(keras.layers.Layer):
             student_importance=student_importance,
             teacher_importance=teacher_importance,
             teacher_token_weights=teacher_token_weights,
+            teacher_units=teacher_units,
+            teacher_padding_mask=teacher_padding_mask,
         )
 
     def compute_output_shape(self, *args, **kwargs):

@@ -7,6 +7,10 @@ from keras_mta.layers.structural_alignment_loss import StructuralAlignmentLoss
 from keras_mta.losses.token_importance import token_importance
 from keras_mta.utils.checks import check_non_negative
 
+# Token-level HRA (the paper's), unit-level HRA, or token-level unless the
+# teacher has its own tokens.
+HRA_LEVELS = ("auto", "token", "unit")
+
 
 @keras.saving.register_keras_serializable(package="keras_mta")
 class TrajectoryAlignmentLoss(AlignmentLoss):
@@ -42,6 +46,12 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
         use_hra: bool, include the HRA terms (ablation switch).
         loss_weight: float >= 0, the weight of `L_MTA` in the distillation
             term (`mta_weight` of `DistillationModel`). Defaults to 1.0.
+        hra_level: `"auto"` (default): token-level HRA (the paper's) when
+            the teacher reads the student's tokens, unit-level HRA
+            (`keras_mta.losses.unit_hidden_alignment`) when it has its own
+            tokenizer (teacher units given); `"token"`: always token-level
+            (refused for a teacher with its own tokenizer); `"unit"`: always
+            unit-level.
         **kwargs: base layer arguments (computes in float32 unless a
             `dtype` is given).
 
@@ -57,9 +67,17 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
         teacher_importance: optional list of `K` tensors `(batch, seq_len)`,
             the teacher's token importance at each pair computed ahead (a
             teacher cache); computed from `teacher_hidden` when None.
+        teacher_word_units: optional int32 `(batch, max_word_units, 2)`,
+            the word units on the teacher's own tokens (a teacher with its
+            own tokenizer: DSA pools each side from its own tokens, HRA is
+            unit-level); None when the teacher reads the student's tokens.
+        teacher_phrase_units: the same for phrases.
+        teacher_padding_mask: `(batch, teacher_seq_len)`, the teacher's
+            padding mask, with the teacher units.
         teacher_signals: optional dict, as `DistillationModel` passes it
-            (see `AlignmentLoss`): its `"token_weights"` and `"importance"`
-            entries stand for the two arguments above.
+            (see `AlignmentLoss`): its `"token_weights"`, `"importance"`,
+            `"word_units"`, `"phrase_units"` and `"padding_mask"` entries
+            stand for the arguments above.
 
     Returns:
         A dict with the scalar `"loss"` (`L_MTA`), the scalars `"dsa"` and
@@ -92,9 +110,15 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
         use_dsa=True,
         use_hra=True,
         loss_weight=1.0,
+        hra_level="auto",
         **kwargs,
     ):
         super().__init__(loss_weight=loss_weight, **kwargs)
+        if hra_level not in HRA_LEVELS:
+            raise ValueError(
+                f"`hra_level` must be one of {HRA_LEVELS}, got {hra_level!r}."
+            )
+        self.hra_level = hra_level
         teacher_dims = [int(d) for d in teacher_dims]
         num_pairs = len(teacher_dims)
         if num_pairs == 0:
@@ -138,6 +162,24 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
         if student_dims is not None:
             self.built = True
 
+    def check_teacher_tokens(self, teacher_name=None):
+        """Raise when this loss cannot align a teacher with its own
+        tokenizer (called at the model's construction, and at `call` when
+        teacher units are given)."""
+        teacher = (
+            "teacher" if teacher_name is None else (f"teacher {teacher_name!r}")
+        )
+        if self.use_hra and self.hra_level == "token":
+            raise ValueError(
+                f"The MTA loss {self.name!r} uses token-level HRA "
+                f"(hra_level='token'), but the {teacher} has its own "
+                "tokenizer (its own units and tokens): token-level HRA "
+                "compares the two models token by token, and their tokens "
+                "differ. Use hra_level='unit' (or 'auto': HRA on the "
+                "pooled units, sum_u W_u (1 - cos(P z^S_u, z^T_u)) / "
+                "sum_u W_u), or use_hra=False (DSA only)."
+            )
+
     def build(self, student_hidden_shape, *args, **kwargs):
         for k, layer in enumerate(self.hidden):
             if not layer.built:
@@ -153,11 +195,28 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
         padding_mask,
         teacher_token_weights=None,
         teacher_importance=None,
+        teacher_word_units=None,
+        teacher_phrase_units=None,
+        teacher_padding_mask=None,
         teacher_signals=None,
     ):
         if teacher_signals is not None:
             teacher_token_weights = teacher_signals.get("token_weights")
             teacher_importance = teacher_signals.get("importance")
+            teacher_word_units = teacher_signals.get("word_units")
+            teacher_phrase_units = teacher_signals.get("phrase_units")
+            teacher_padding_mask = teacher_signals.get("padding_mask")
+        own_tokens = teacher_word_units is not None or (
+            teacher_phrase_units is not None
+        )
+        if own_tokens:
+            self.check_teacher_tokens()
+        unit_level = own_tokens or self.hra_level == "unit"
+        if teacher_word_units is None:
+            teacher_word_units = teacher_phrase_units
+        if teacher_phrase_units is None:
+            teacher_phrase_units = teacher_word_units
+        teacher_mask = padding_mask if not own_tokens else teacher_padding_mask
         if teacher_importance is not None and (
             len(teacher_importance) != self.num_pairs
         ):
@@ -176,12 +235,29 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
         zero = ops.zeros((), dtype="float32")
         pair_dsa, pair_hra = [], []
         for k in range(self.num_pairs):
-            units = word_units if k < self.word_pairs else phrase_units
+            words = k < self.word_pairs
+            units = word_units if words else phrase_units
+            # The same units on the teacher's own tokens (None: the
+            # student's tokens).
+            own = {}
+            if own_tokens:
+                own = {
+                    "teacher_units": (
+                        teacher_word_units if words else teacher_phrase_units
+                    ),
+                    "teacher_padding_mask": teacher_mask,
+                }
             if teacher_importance is None:
-                t_importance = token_importance(teacher_hidden[k], padding_mask)
+                t_importance = token_importance(teacher_hidden[k], teacher_mask)
             else:
                 t_importance = ops.stop_gradient(
                     ops.cast(teacher_importance[k], "float32")
+                )
+            s_importance = None
+            if unit_level:
+                # Shared by DSA and unit-level HRA.
+                s_importance = token_importance(
+                    ops.cast(student_hidden[k], "float32"), padding_mask
                 )
             dsa = zero
             hra = zero
@@ -191,10 +267,24 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
                     teacher_hidden[k],
                     units,
                     padding_mask,
+                    student_importance=s_importance,
                     teacher_importance=t_importance,
                     teacher_token_weights=teacher_token_weights,
+                    **own,
                 )
-            if self.use_hra:
+            if self.use_hra and unit_level:
+                hra = self.hidden[k](
+                    student_hidden[k],
+                    teacher_hidden[k],
+                    units,
+                    padding_mask,
+                    teacher_importance=t_importance,
+                    teacher_token_weights=teacher_token_weights,
+                    unit_level=True,
+                    student_importance=s_importance,
+                    **own,
+                )
+            elif self.use_hra:
                 hra = self.hidden[k](
                     student_hidden[k],
                     teacher_hidden[k],
@@ -227,6 +317,7 @@ class TrajectoryAlignmentLoss(AlignmentLoss):
                 "hra_scale": self.hra_scale,
                 "use_dsa": self.use_dsa,
                 "use_hra": self.use_hra,
+                "hra_level": self.hra_level,
             }
         )
         return config

@@ -6,6 +6,7 @@ torch and tensorflow backends.
 
 from keras_mta.losses.alignment import hidden_alignment
 from keras_mta.losses.alignment import structural_alignment
+from keras_mta.losses.alignment import unit_hidden_alignment
 from keras_mta.losses.cross_vocabulary import UniversalLogitDistillation
 from keras_mta.losses.cross_vocabulary import universal_logit_distillation
 from keras_mta.losses.divergences import DIVERGENCES

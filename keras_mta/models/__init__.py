@@ -1,5 +1,6 @@
 """Models of keras-mta: the distillation model, its teacher sources
-(`TeacherSource`, `LiveTeacher`; `keras_mta.CachedTeacher`), its loss terms
+(`TeacherSource`, `LiveTeacher`, `CrossTokenizerTeacher`;
+`keras_mta.CachedTeacher`), its loss terms
 (`keras_mta.models.terms`), its alignment plan, the hidden-state view over
 keras-hub backbones, GGUF checkpoints, student initialisation and LoRA
 students."""
@@ -7,6 +8,7 @@ students."""
 from keras_mta.models import terms
 from keras_mta.models.alignment_plan import PAPER_PLANS
 from keras_mta.models.alignment_plan import AlignmentPlan
+from keras_mta.models.cross_tokenizer_teacher import CrossTokenizerTeacher
 from keras_mta.models.distillation_model import DistillationModel
 from keras_mta.models.gguf import GGUFError
 from keras_mta.models.gguf import from_gguf

@@ -90,13 +90,20 @@ class LiveTeacher(TeacherSource):
             )
         return self._views[key]
 
+    def model_inputs(self, inputs):
+        """The inputs the teacher's view reads, by its input names
+        (`token_ids`, `padding_mask`, ...): the model's own inputs, the
+        student's tokens (one tokenizer)."""
+        return inputs
+
     def outputs(self, inputs, layers, needs):
         view = self._view(layers)
-        out = view({k: inputs[k] for k in view.input}, training=False)
+        own = self.model_inputs(inputs)
+        out = view({k: own[k] for k in view.input}, training=False)
         logits = ops.stop_gradient(out["logits"])
         weights = None
         if "entropy_weights" in needs:
-            weights = entropy_weights(logits, inputs["padding_mask"])
+            weights = entropy_weights(logits, own["padding_mask"])
         return {
             "logits": logits,
             "hidden_states": [

@@ -10,6 +10,8 @@ sources exist:
   (the model wraps a plain `CausalLM` into one itself).
 - `keras_mta.CachedTeacher`: signals computed ahead by
   `keras_mta.build_teacher_cache` and streamed in the inputs.
+- `keras_mta.models.CrossTokenizerTeacher`: a live keras-hub teacher with
+  its own tokenizer (another model family), reading `teacher_token_ids`.
 
 Both read the student's own `token_ids`: the teacher shares the student's
 tokenizer and vocabulary. That assumption lives here and in the sources,
@@ -98,7 +100,12 @@ class TeacherSource:
                 "distributions over one vocabulary. Use a teacher and a "
                 "student that share a tokenizer and vocabulary (e.g. the "
                 "same model family), or `ablation='sft_only'` to train "
-                "the student without a teacher."
+                "the student without a teacher. For a teacher from another "
+                "family (its own tokenizer), wrap it as "
+                "`keras_mta.models.CrossTokenizerTeacher(teacher)`, feed the "
+                "inputs of `DistillationPreprocessor(student_preprocessor, "
+                "teacher_preprocessor)` and use a cross-vocabulary "
+                "divergence (e.g. 'uld')."
             )
 
     def check_divergence(self, divergence):
@@ -130,11 +137,22 @@ class TeacherSource:
         if given and self.shares_tokenizer:
             raise NotImplementedError(
                 f"Inputs {given} (a teacher that tokenizes differently from "
-                "the student) are not supported: KD and HRA compare the two "
-                "models token by token over one vocabulary. Use a teacher "
-                "and student with the same tokenizer and feed only "
-                "`token_ids`, `padding_mask`, `word_units`, `phrase_units`."
+                f"the student) are given, but the teacher {self.name!r} "
+                "reads the student's `token_ids`: KD and HRA would compare "
+                "the two models token by token over one vocabulary. Wrap a "
+                "teacher with its own tokenizer as "
+                "`keras_mta.models.CrossTokenizerTeacher(teacher)`, or use "
+                "a teacher and student with the same tokenizer and feed "
+                "only `token_ids`, `padding_mask`, `word_units`, "
+                "`phrase_units`."
             )
+
+    def teacher_units(self, inputs):
+        """The teacher's own units and padding mask (a dict with
+        `"word_units"`, `"phrase_units"` and `"padding_mask"`), or None when
+        the teacher reads the student's tokens (the default): the
+        alignment terms then use the student's units on both sides."""
+        return None
 
     def outputs(self, inputs, layers, needs):
         """The teacher's signals on a batch, with no gradient.

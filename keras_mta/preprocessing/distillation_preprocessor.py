@@ -18,7 +18,10 @@ from keras_mta.preprocessing.preprocessing_statistics import (
     PreprocessingStatistics,
 )
 from keras_mta.preprocessing.span_masker import SpanMasker
+from keras_mta.preprocessing.span_masker import count_per_row
 from keras_mta.preprocessing.span_masker import ragged_pairs
+from keras_mta.preprocessing.span_masker import select_units
+from keras_mta.preprocessing.span_masker import span_token_ranges
 from keras_mta.preprocessing.unicode_text import lone_surrogate
 
 tf = import_optional("tensorflow", "keras_mta.preprocessing")
@@ -68,7 +71,13 @@ class DistillationPreprocessor(PreprocessingLayer):
     vocabulary and settings, same start/end tokens) they share
     `token_ids`; otherwise `x` also carries `teacher_token_ids`,
     `teacher_padding_mask`, `teacher_word_units` and `teacher_phrase_units`,
-    the teacher's units coming from the same character spans.
+    the teacher's units coming from the same character spans, paired: row
+    `u` of `word_units` and of `teacher_word_units` is the same span. A
+    span dropped on either side (covering no token, cut by truncation, over
+    `max_word_units`) is dropped on both, and counted as
+    `dropped_unpaired` on the side that could have kept it; both sides have
+    `max_word_units` rows (`max_phrase_units` for phrases), while the two
+    sequence lengths may differ.
 
     The layer runs the TensorFlow path of the tokenizers (the one of
     `tf.data`): map it over a `tf.data.Dataset` (batched or not), or call it
@@ -391,14 +400,31 @@ class DistillationPreprocessor(PreprocessingLayer):
 
         x = {}
         counts = {"examples": tf.ones_like(prompt_length)}
+        offsets = []
         for index, side in enumerate(self._sides):
-            side_x, side_y, side_weight, side_counts = side(
-                text, prompt_length, spans
+            side_x, side_y, side_weight, side_counts, side_offsets = side(
+                text, prompt_length
             )
             x.update(side_x)
             counts.update(side_counts)
+            offsets.append(side_offsets)
             if index == 0:
                 y, weight = side_y, side_weight
+        for kind, key in zip(UNIT_KINDS, SPAN_KEYS):
+            if len(self._sides) == 1:
+                side = self._sides[0]
+                units, unit_counts = side.maskers[kind](spans[key], offsets[0])
+                x[kind] = units
+                for name, value in unit_counts.items():
+                    counts[f"{kind}/{name}"] = value
+                continue
+            for side, (units, unit_counts) in zip(
+                self._sides,
+                paired_units(self._sides, kind, spans[key], offsets),
+            ):
+                x[side.prefix + kind] = units
+                for name, value in unit_counts.items():
+                    counts[f"{side.prefix}{kind}/{name}"] = value
         # Cross-tokenizer KD: the pairing of preprocessing.position_pairing.
         ends = [x.pop(side.prefix + "context_ends") for side in self._sides]
         if len(ends) == 2:
@@ -583,7 +609,10 @@ class _Side:
             )
         }
 
-    def __call__(self, text, prompt_length, spans):
+    def __call__(self, text, prompt_length):
+        """`(x, y, weight, counts, offsets)` of a batch of texts: the
+        tokens, targets and counts of this model, and the character offsets
+        of its tokens (for its units)."""
         preprocessor = self.preprocessor
         if not preprocessor.built:
             preprocessor.build(None)
@@ -655,13 +684,63 @@ class _Side:
             targets = tf.reduce_sum(weight, axis=1)
             counts["response_tokens"] = tf.cast(targets, "int32")
             counts["no_response"] = tf.cast(targets == 0, "int32")
-        for kind, key in zip(UNIT_KINDS, SPAN_KEYS):
-            units, unit_counts = self.maskers[kind](spans[key], offsets)
-            x[self.prefix + kind] = units
-            for name, value in unit_counts.items():
-                counts[f"{self.prefix}{kind}/{name}"] = value
         y = tf.cast(token_ids[:, 1:], "int32")
-        return x, y, weight, counts
+        return x, y, weight, counts, offsets
+
+
+def paired_units(sides, kind, spans, offsets):
+    """The units of one kind on the student's and the teacher's tokens,
+    paired: row `u` of both is the same character span.
+
+    A span is kept only where it holds a token inside the window on both
+    sides; the kept spans are sorted by their student token range (as
+    `SpanMasker` sorts them) and the first `max_units` of the student's
+    setting are kept on both sides. Each side counts its own losses
+    (`dropped_empty`, `dropped_truncation`, as `SpanMasker`) and
+    `dropped_unpaired`: spans it could keep that the other side lost.
+
+    Args:
+        sides: the two `_Side`s, student first.
+        kind: `"word_units"` or `"phrase_units"`.
+        spans: int32 ragged `(batch, None, 2)` character spans.
+        offsets: the ragged token offsets of each side.
+
+    Returns:
+        A list of `(units, counts)` per side, as `SpanMasker` returns them.
+    """
+    spans = tf.cast(spans, "int64")
+    max_units = getattr(sides[0], f"max_{kind.split('_')[0]}_units")
+    ranges = [
+        span_token_ranges(
+            spans,
+            tf.cast(side_offsets, "int64"),
+            side.sequence_length,
+            position_offset=side.start,
+        )
+        for side, side_offsets in zip(sides, offsets)
+    ]
+    paired = ranges[0]["candidate"] & ranges[1]["candidate"]
+    units, kept = select_units(
+        spans, paired, ranges, max_units, sides[0].sequence_length
+    )
+    overflow = count_per_row(spans, paired) - kept
+    results = []
+    for side_units, side in zip(units, ranges):
+        counts = {
+            "units": tf.cast(spans.row_lengths(), "int32"),
+            "kept": kept,
+            "dropped_overflow": overflow,
+            "dropped_truncation": count_per_row(
+                spans, side["has_token"] & ~side["inside"]
+            ),
+            "dropped_empty": count_per_row(spans, ~side["has_token"]),
+            "dropped_unpaired": count_per_row(
+                spans, side["candidate"] & ~paired
+            ),
+            "clipped": count_per_row(spans, side["clipped"] & paired),
+        }
+        results.append((side_units, counts))
+    return results
 
 
 def same_tokenization(first, second):

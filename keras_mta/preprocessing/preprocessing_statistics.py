@@ -22,6 +22,9 @@ COUNT_KEYS = (
     "dropped_truncation",
     "dropped_empty",
     "clipped",
+    # Teacher and student of different tokenizers: units this side kept
+    # but the other side lost (dropped on both, so that rows stay paired).
+    "dropped_unpaired",
 )
 
 
@@ -55,7 +58,9 @@ class PreprocessingStatistics:
         units: per unit kind (`"word_units"`, `"phrase_units"`, and
             `"teacher_..."`), a dict of the `SpanMasker` counts: `units`,
             `kept`, `dropped_overflow`, `dropped_truncation`,
-            `dropped_empty`, `clipped`.
+            `dropped_empty`, `clipped`, and `dropped_unpaired` (tokenizers
+            that differ: units this side could keep that the other side
+            lost, dropped on both so that unit rows stay paired).
         sequence_length, max_word_units, max_phrase_units,
         teacher_sequence_length: the settings counted against.
     """
@@ -156,7 +161,9 @@ class PreprocessingStatistics:
                 f"{counts['dropped_overflow']} over max_units={limit}, "
                 f"{counts['dropped_truncation']} cut off by truncation to "
                 f"sequence_length={self.sequence_length}, "
-                f"{counts['dropped_empty']} covering no token. The MTA "
+                f"{counts['dropped_empty']} covering no token, "
+                f"{counts.get('dropped_unpaired', 0)} lost on the other "
+                "model's tokens. The MTA "
                 f"terms on `{kind}` would silently be 0. Check the span "
                 "preprocessing (the spans must cover tokens inside the "
                 "window: spans, chunker, sequence_length, max_*_units), or "
@@ -165,10 +172,13 @@ class PreprocessingStatistics:
             )
 
     def dropped(self, kind):
-        """Units of `kind` dropped by `max_units` and by truncation."""
+        """Units of `kind` dropped by `max_units`, by truncation and (two
+        tokenizers) because the other model's tokens lost them."""
         counts = self.units.get(kind, {})
-        return counts.get("dropped_overflow", 0) + counts.get(
-            "dropped_truncation", 0
+        return (
+            counts.get("dropped_overflow", 0)
+            + counts.get("dropped_truncation", 0)
+            + counts.get("dropped_unpaired", 0)
         )
 
     def dropped_fraction(self, kind):
@@ -271,6 +281,11 @@ class PreprocessingStatistics:
                 f"{counts['dropped_empty']} cover no token; "
                 f"{counts['clipped']} clipped by truncation"
             )
+            if counts.get("dropped_unpaired"):
+                lines[-1] += (
+                    f"; {counts['dropped_unpaired']} dropped because the "
+                    "other model's tokens lost them (kept units are paired)"
+                )
         return "\n".join(lines)
 
     def __str__(self):

@@ -201,9 +201,52 @@ def spans_to_units(
         `(units, counts)`: int32 `(batch, max_units, 2)` and a dict of int32
         `(batch,)` counts (keys `COUNT_KEYS`).
     """
+    ranges = span_token_ranges(
+        spans,
+        token_offsets,
+        sequence_length,
+        position_offset=position_offset,
+        start_slack=start_slack,
+    )
+    candidate = ranges["candidate"]
+    (units,), kept = select_units(
+        spans, candidate, [ranges], max_units, sequence_length
+    )
+    counts = {
+        "units": tf.cast(spans.row_lengths(), "int32"),
+        "kept": kept,
+        "dropped_overflow": count_per_row(spans, candidate) - kept,
+        "dropped_truncation": count_per_row(
+            spans, ranges["has_token"] & ~ranges["inside"]
+        ),
+        "dropped_empty": count_per_row(spans, ~ranges["has_token"]),
+        "clipped": count_per_row(spans, ranges["clipped"]),
+    }
+    return units, counts
+
+
+def span_token_ranges(
+    spans,
+    token_offsets,
+    sequence_length,
+    position_offset=0,
+    start_slack=0,
+):
+    """The token range of every span (flat, one entry per `spans.values`).
+
+    Args:
+        spans, token_offsets, sequence_length, position_offset,
+            start_slack: see `spans_to_units`.
+
+    Returns:
+        A dict of `(num_spans,)` tensors: `start` and `end` (int64 positions
+        in the model sequence, `end` clipped to `sequence_length`),
+        `has_token` (the span holds a token), `inside` (its first token lies
+        in the window), `candidate` (both) and `clipped` (a candidate cut
+        by the window).
+    """
     spans = tf.cast(spans, "int64")
     token_offsets = tf.cast(token_offsets, "int64")
-    batch = tf.shape(spans.row_splits, out_type="int64")[0] - 1
     cs = spans.values[:, 0]
     ce = spans.values[:, 1]
     span_rows = spans.value_rowids()
@@ -284,8 +327,37 @@ def spans_to_units(
     candidate = has_token & inside
     clipped = candidate & (end > sequence_length)
     end = tf.minimum(end, sequence_length)
+    return {
+        "start": start,
+        "end": end,
+        "has_token": has_token,
+        "inside": inside,
+        "candidate": candidate,
+        "clipped": clipped,
+    }
 
-    # Sort the surviving units by (row, start, end); keep the first ones.
+
+def select_units(spans, candidate, ranges, max_units, sequence_length):
+    """The first `max_units` candidate spans of each row, as units.
+
+    The candidates are sorted by `(row, start, end)` of `ranges[0]` (stable:
+    ties keep the spans' order), and the same spans are taken from every
+    entry of `ranges`, so that row `u` of every output is the same span.
+
+    Args:
+        spans: the int `tf.RaggedTensor` `(batch, None, 2)` of spans.
+        candidate: bool `(num_spans,)`, the spans that may be kept.
+        ranges: list of dicts with the `start` and `end` of every span (as
+            `span_token_ranges` returns them), one per model.
+        max_units, sequence_length: see `SpanMasker`.
+
+    Returns:
+        `(units, kept)`: a list of int32 `(batch, max_units, 2)`, one per
+        entry of `ranges`, and the int32 `(batch,)` number of units kept.
+    """
+    batch = tf.shape(spans.row_splits, out_type="int64")[0] - 1
+    span_rows = spans.value_rowids()
+    start, end = ranges[0]["start"], ranges[0]["end"]
     length = sequence_length + 1
     key = (span_rows * length + start) * length + end
     key = tf.where(candidate, key, tf.int64.max)
@@ -299,34 +371,34 @@ def spans_to_units(
     )
     # Non-candidates sort last: past their row's candidates in the order.
     keep = tf.gather(candidate, order) & (rank < max_units)
-    pairs = tf.stack([tf.gather(start, order), tf.gather(end, order)], -1)
-    units = tf.scatter_nd(
-        tf.stack(
-            [tf.boolean_mask(rows, keep), tf.boolean_mask(rank, keep)], -1
-        ),
-        tf.cast(tf.boolean_mask(pairs, keep), "int32"),
-        tf.stack([batch, max_units, 2]),
+    indices = tf.stack(
+        [tf.boolean_mask(rows, keep), tf.boolean_mask(rank, keep)], -1
     )
-    units = tf.ensure_shape(units, [None, max_units, 2])
-
-    def count(mask):
-        return tf.cast(
-            tf.math.unsorted_segment_sum(
-                tf.cast(mask, "int64"), span_rows, batch
-            ),
-            "int32",
+    units = []
+    for side in ranges:
+        pairs = tf.stack(
+            [tf.gather(side["start"], order), tf.gather(side["end"], order)],
+            -1,
         )
+        side_units = tf.scatter_nd(
+            indices,
+            tf.cast(tf.boolean_mask(pairs, keep), "int32"),
+            tf.stack([batch, max_units, 2]),
+        )
+        units.append(tf.ensure_shape(side_units, [None, max_units, 2]))
+    kept = tf.cast(tf.minimum(num_candidates, max_units), "int32")
+    return units, kept
 
-    kept = tf.minimum(num_candidates, max_units)
-    counts = {
-        "units": tf.cast(spans.row_lengths(), "int32"),
-        "kept": tf.cast(kept, "int32"),
-        "dropped_overflow": tf.cast(num_candidates - kept, "int32"),
-        "dropped_truncation": count(has_token & ~inside),
-        "dropped_empty": count(~has_token),
-        "clipped": count(clipped),
-    }
-    return units, counts
+
+def count_per_row(spans, mask):
+    """The int32 `(batch,)` number of spans of each row where `mask`."""
+    batch = tf.shape(spans.row_splits, out_type="int64")[0] - 1
+    return tf.cast(
+        tf.math.unsorted_segment_sum(
+            tf.cast(mask, "int64"), spans.value_rowids(), batch
+        ),
+        "int32",
+    )
 
 
 def _gather_or(values, indices, default):

@@ -37,6 +37,13 @@ class AlignmentTerm(LossTerm):
     so optimizers see its weights before the first step; its variable
     paths start with `alignment/`.
 
+    A teacher with its own tokenizer (a source with `shares_tokenizer =
+    False`, e.g. `keras_mta.models.CrossTokenizerTeacher`) has states on its
+    own tokens: the term adds the teacher's units and padding mask
+    (`TeacherSource.teacher_units`) to `teacher_signals` as `"word_units"`,
+    `"phrase_units"` and `"padding_mask"`, so such a loss must declare
+    `teacher_signals` (`TrajectoryAlignmentLoss` does).
+
     Args:
         loss: an `AlignmentLoss` layer.
         weight: float >= 0, the term's weight in the loss; defaults to the
@@ -76,6 +83,21 @@ class AlignmentTerm(LossTerm):
     def build(self, student_dims, teacher_dims, teacher_source):
         """Build the loss now, on symbolic inputs, and check it returns a
         scalar (or a dict with a scalar `"loss"`)."""
+        own_tokens = not getattr(teacher_source, "shares_tokenizer", True)
+        if own_tokens and not self._takes_signals:
+            raise ValueError(
+                f"The alignment loss {self.loss.name!r} reads the teacher's "
+                "states on the student's tokens, but the teacher "
+                f"{teacher_source.name!r} has its own tokenizer: its states "
+                "lie on its own tokens. Declare a `teacher_signals` argument "
+                "in `call` and read the teacher's units from it "
+                "(`teacher_signals['word_units']`, `['phrase_units']`, "
+                "`['padding_mask']`), or leave the loss out."
+            )
+        if own_tokens:
+            check = getattr(self.loss, "check_teacher_tokens", None)
+            if check is not None:
+                check(teacher_source.name)
         student_hidden = [
             keras.KerasTensor((None, None, d), dtype="float32")
             for d in student_dims
@@ -118,6 +140,9 @@ class AlignmentTerm(LossTerm):
                 "importance": batch.teacher["importance"],
                 "token_weights": batch.teacher["entropy_weights"],
             }
+            own = batch.teacher_source.teacher_units(inputs)
+            if own is not None:
+                kwargs["teacher_signals"].update(own)
         out = self.loss(
             [ops.cast(h, "float32") for h in batch.student["hidden_states"]],
             [
