@@ -62,9 +62,12 @@ class StudentResponses:
     the training step and `result()` after it. `generate_batch` does all
     of it on the calling thread, with the same result.
 
-    Under JAX inside `fit`, the trainer keeps the weights outside the
-    model's variables during an epoch: call `model.jax_state_sync()`
-    before sampling so that the student samples with its current weights.
+    Under JAX inside `fit`, the trainer may keep the weights outside the
+    model's variables during an epoch: sample from a callback (reading
+    its `self.model` syncs them) or after `model.jax_state_sync()`, so
+    that the student samples with its current weights. A data source
+    read ahead of the step (workers, prefetching) samples with older
+    weights.
 
     Args:
         student: the student `keras_hub.models.CausalLM`, with its
