@@ -60,7 +60,8 @@ class StudentResponses:
     `n_process` worker processes (a `BackgroundChunker`; `1`: a thread),
     the preprocessor in a thread. Call `submit` for the next batch before
     the training step and `result()` after it. `generate_batch` does all
-    of it on the calling thread, with the same result.
+    of it on the calling thread (spaCy in the worker processes when
+    `n_process>1`, waited for), with the same result.
 
     Under JAX inside `fit`, the trainer may keep the weights outside the
     model's variables during an epoch: sample from a callback (reading
@@ -194,9 +195,14 @@ class StudentResponses:
     # ------------------------------------------------------------------
 
     def generate_batch(self, prompts):
-        """Samples responses and builds their batch on this thread."""
+        """Samples responses and builds their batch on this thread (the
+        chunking in the worker processes when `n_process>1`)."""
         prompts, responses = self._sample(prompts)
-        spans = self._background.chunk(_texts(prompts, responses))
+        texts = _texts(prompts, responses)
+        if self._background.processes:
+            spans = self._background.submit(texts).result()
+        else:
+            spans = self._background.chunk(texts)
         return self._assemble(prompts, responses, spans)
 
     def submit(self, prompts):

@@ -350,10 +350,11 @@ def test_worker_processes_give_the_spans_of_one_process(models):
     preprocessor = _preprocessor(student, chunker)
     synchronous = StudentResponses(student, preprocessor, seed=2)
     workers = StudentResponses(student, preprocessor, seed=2, n_process=2)
-    expected = [synchronous.generate_batch(PROMPTS * 2) for _ in range(2)]
+    expected = [synchronous.generate_batch(PROMPTS * 2) for _ in range(3)]
     with workers:
         pending = [workers.submit(PROMPTS * 2) for _ in range(2)]
         got = [future.result() for future in pending]
+        got.append(workers.generate_batch(PROMPTS * 2))
     for a, b in zip(got, expected):
         _assert_batches_equal(a, b)
     assert workers.statistics == synchronous.statistics
