@@ -9,8 +9,6 @@ from keras_mta.generation import StudentResponses
 from keras_mta.generation.student_responses import DEGENERATE_PLACEHOLDER
 from keras_mta.preprocessing import DistillationPreprocessor
 from keras_mta.preprocessing import SpanCache
-from keras_mta.preprocessing.background_chunker import BackgroundChunker
-from keras_mta.preprocessing.background_chunker import _split
 from tests.models.fixtures import tiny_gpt2_tokenizer
 from tests.preprocessing.test_distillation_preprocessor import WhitespaceChunker
 from tests.tiny_models import tiny_gpt2_causal_lm
@@ -322,20 +320,6 @@ def test_max_new_tokens_cuts_responses(models, preprocessor):
     # end tokens, rounded up to 16, rather than at the window (33).
     assert responder._max_length(PROMPTS) == 32
     assert responder._max_length(["Hi"]) == 16
-
-
-@pytest.mark.once
-def test_background_chunker_splits_in_order():
-    assert _split(list("abcde"), 2) == [list("abc"), list("de")]
-    assert _split(list("ab"), 4) == [["a"], ["b"]]
-    assert _split([], 3) == [[]]
-    chunker = WhitespaceChunker()
-    texts = ["one two three", "four five"]
-    with BackgroundChunker(chunker) as background:
-        assert background.processes == 0
-        assert background.submit(texts).result() == chunker.chunk(texts)
-    with pytest.raises(TypeError, match="chunk"):
-        BackgroundChunker(object())
 
 
 # Worker processes start spaCy (seconds); the thread path runs everyday
