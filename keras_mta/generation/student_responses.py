@@ -50,9 +50,10 @@ class StudentResponses:
     Degenerate generations (empty or whitespace only, e.g. the end token
     at once) are kept as rows of the batch packed with the response
     `"."`, with `sample_weight` 0 and no unit: they train nothing and keep
-    the static shape. They are counted in `degenerate_responses` and left
-    out of `statistics` (the preprocessor's counts of truncation and
-    dropped units over the other generated examples).
+    the static shape. They are counted in `degenerate_responses` (of the
+    `generated_responses` of the batches built) and left out of
+    `statistics` (the preprocessor's counts of truncation and dropped
+    units over the other generated examples).
 
     Chunking is the bottleneck (about 200 ms of spaCy per batch of 16 on
     one core). `submit` samples on the calling thread (the student runs
@@ -218,7 +219,7 @@ class StudentResponses:
 
     def sample(self, prompts):
         """The detokenized responses of one draw (degenerate ones kept as
-        they are), without building a batch."""
+        they are), without building a batch (nothing counted)."""
         return self._sample(prompts)[1]
 
     def close(self):
@@ -267,8 +268,6 @@ class StudentResponses:
             responses = [
                 _cut(tokenizer, text, self.max_new_tokens) for text in responses
             ]
-        self.generated_responses += len(responses)
-        self.degenerate_responses += sum(map(_degenerate, responses))
         return prompts, responses
 
     def _seed_sampler(self, draw):
@@ -326,6 +325,8 @@ class StudentResponses:
             for key, value in x.items():
                 if key.endswith("_units"):
                     value[degenerate] = 0
+        self.generated_responses += len(responses)
+        self.degenerate_responses += int(degenerate.sum())
         kept = ~degenerate
         self.statistics.update(
             {key: value.numpy()[kept] for key, value in counts.items()}
