@@ -8,8 +8,9 @@ the prompts of the first `t0_mix` rows, in one process (current backend):
 - step time without generation: `train_on_batch` on ground-truth batches
   (real texts, real units);
 - step time with generation, synchronous: `StudentResponses.
-  generate_batch` (the student samples, spaCy chunks, the preprocessor
-  tokenizes and finds units) then `train_on_batch` on that batch;
+  generate_batch` (the student samples, spaCy chunks in the same
+  `--n-process` workers, waited for, the preprocessor tokenizes and finds
+  units) then `train_on_batch` on that batch;
 - step time with generation, overlapped: `submit` the next batch (the
   student samples on this thread, chunking and preprocessing run in the
   background, spaCy in `--n-process` worker processes), train on the
