@@ -21,6 +21,9 @@ PROMPTS = [
     "Why?",
 ]
 RESPONSES = ["An apple.", "Hi cat", "one two three", "because it is"]
+# Short prompts and responses (`max_new_tokens=8`): 16 generation steps
+# instead of 33 where only the draws matter (eager torch pays per step).
+SHORT = ["Hi:", "Why?", "Go on:", "Yes?"]
 
 
 @pytest.fixture(scope="module")
@@ -128,21 +131,22 @@ def test_generated_batches_train_like_ground_truth(
 
 def test_seeded_draws_reproduce(models, preprocessor):
     _, student = models
-    first = StudentResponses(student, preprocessor, seed=7)
-    draws = [first.sample(PROMPTS) for _ in range(2)]
-    assert draws[0] != draws[1]  # each batch a new draw
+    first = StudentResponses(student, preprocessor, seed=7, max_new_tokens=8)
+    assert first._max_length(SHORT) == 16
+    draws = [first.sample(SHORT)]
     compiled = first._generate_function
     assert compiled is not None
-    first.sample(PROMPTS)
+    draws.append(first.sample(SHORT))
     assert first._generate_function is compiled  # not compiled again
-    again = StudentResponses(student, preprocessor, seed=7)
-    assert [again.sample(PROMPTS) for _ in range(2)] == draws
+    assert draws[0] != draws[1]  # each batch a new draw
+    again = StudentResponses(student, preprocessor, seed=7, max_new_tokens=8)
+    assert again.sample(SHORT) == draws[0]
     # A draw is a function of (seed, draw index) alone: resumable.
     again.draws = 1
-    assert again.sample(PROMPTS) == draws[1]
+    assert again.sample(SHORT) == draws[1]
     again.seed = 8
     again.draws = 0
-    assert again.sample(PROMPTS) != draws[0]
+    assert again.sample(SHORT) != draws[0]
     # The student's own sampler is left alone.
     assert not isinstance(student.sampler, keras_hub.samplers.RandomSampler)
 
@@ -170,11 +174,10 @@ def test_degenerate_generations_weigh_nothing_and_are_counted(
     assert responder.generated_responses == 4
     # Only the real response is in the preprocessor's counts, counted as
     # the preprocessor counts it.
-    alone = _preprocessor(student)
-    alone.compute_statistics(
-        _examples_dataset(alone, [PROMPTS[2]], [sampled[2]])
+    counted = preprocessor.compute_statistics(
+        _examples_dataset(preprocessor, [PROMPTS[2]], [sampled[2]])
     )
-    assert responder.statistics == alone.statistics
+    assert responder.statistics == counted
     # The rows' texts: prompt + placeholder, so no row is empty.
     expected = _numpy(
         preprocessor(
@@ -246,28 +249,30 @@ def _examples_dataset(preprocessor, prompts, responses):
 @pytest.mark.once
 def test_off_thread_batches_equal_synchronous_ones(models, preprocessor):
     _, student = models
-    synchronous = StudentResponses(student, preprocessor, seed=5)
-    background = StudentResponses(student, preprocessor, seed=5)
-    expected = [synchronous.generate_batch(PROMPTS) for _ in range(2)]
+    synchronous = StudentResponses(
+        student, preprocessor, seed=5, max_new_tokens=8
+    )
+    background = StudentResponses(
+        student, preprocessor, seed=5, max_new_tokens=8
+    )
+    expected = [synchronous.generate_batch(SHORT) for _ in range(2)]
     with background:
-        pending = [background.submit(PROMPTS) for _ in range(2)]
+        pending = [background.submit(SHORT) for _ in range(2)]
         got = [future.result() for future in pending]
     assert background.draws == 2
     for a, b in zip(got, expected):
         _assert_batches_equal(a, b)
     assert background.statistics == synchronous.statistics
-    # The counts are the preprocessor's over the same texts and spans.
     # Over the same texts and spans, the counts are the preprocessor's
     # (degenerate responses left out).
     synchronous.draws = 0
-    responses = synchronous.sample(PROMPTS) + synchronous.sample(PROMPTS)
-    kept = [(p, r) for p, r in zip(PROMPTS * 2, responses) if r.strip()]
-    alone = _preprocessor(student)
-    alone.compute_statistics(
-        _examples_dataset(alone, *zip(*kept)), batch_size=4
+    responses = synchronous.sample(SHORT) + synchronous.sample(SHORT)
+    kept = [(p, r) for p, r in zip(SHORT * 2, responses) if r.strip()]
+    counted = preprocessor.compute_statistics(
+        _examples_dataset(preprocessor, *zip(*kept)), batch_size=4
     )
-    assert synchronous.statistics == alone.statistics
-    assert alone.statistics.truncated_examples > 0
+    assert synchronous.statistics == counted
+    assert counted.units["word_units"]["kept"] > 0
 
 
 @pytest.mark.once
