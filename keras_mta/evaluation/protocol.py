@@ -150,23 +150,16 @@ def generate_responses(
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     responses = [None] * len(prompts)
 
-    # The sampler is swapped in for this call and restored afterwards, so
-    # that evaluating does not recompile or reset a model's training setup.
-    saved = (causal_lm.sampler, causal_lm.generate_function)
-    causal_lm.sampler = keras_hub.samplers.TopPSampler(
+    sampler = keras_hub.samplers.TopPSampler(
         p=top_p, temperature=temperature, seed=seed
     )
-    causal_lm.generate_function = None
-    retracing = _GenerateRetracingFilter()
-    tf_logger = logging.getLogger("tensorflow")
-    tf_logger.addFilter(retracing)
     bar = tqdm(
         total=len(prompts),
         desc=f"generate (seed {seed})",
         unit="prompt",
         disable=not progress or is_quiet(),
     )
-    try:
+    with SamplerSwap(causal_lm, sampler), bar:
         for begin in range(0, len(order), batch_size):
             batch = order[begin : begin + batch_size]
             # +2: the start token and the end token.
@@ -183,11 +176,62 @@ def generate_responses(
             for i, text in zip(batch, outputs):
                 responses[i] = _cut(tokenizer, text, max_new_tokens)
             bar.update(len(batch))
-    finally:
-        bar.close()
-        tf_logger.removeFilter(retracing)
-        causal_lm.sampler, causal_lm.generate_function = saved
     return responses
+
+
+class SamplerSwap:
+    """Context manager: `causal_lm` generates with `sampler` inside it.
+
+    The model's own `sampler` and `generate_function` are put back on
+    exit, so that generating does not recompile or reset a model's
+    training setup. TensorFlow's retracing warning about `generate_step`
+    is filtered inside (see `_GenerateRetracingFilter`).
+
+    keras-hub bakes the sampler into the traced (compiled) generate
+    function. Pass the `generate_function` a previous `SamplerSwap`
+    with the same `sampler` left in its `generate_function` attribute to
+    reuse it instead of compiling again (None: built on first use).
+
+    Args:
+        causal_lm: a keras-hub `CausalLM`.
+        sampler: a `keras_hub.samplers.Sampler`.
+        generate_function: optional generate function built for `sampler`
+            on this model.
+
+    Examples:
+
+    ```python
+    sampler = keras_hub.samplers.RandomSampler(seed=0)
+    swap = SamplerSwap(causal_lm, sampler)
+    with swap:
+        causal_lm.generate(["Say hi:"], max_length=32)
+    # Again, without compiling again:
+    with SamplerSwap(causal_lm, sampler, swap.generate_function):
+        causal_lm.generate(["Say hi:"], max_length=32)
+    ```
+    """
+
+    def __init__(self, causal_lm, sampler, generate_function=None):
+        self.causal_lm = causal_lm
+        self.sampler = sampler
+        self.generate_function = generate_function
+        self._saved = None
+        self._retracing = _GenerateRetracingFilter()
+
+    def __enter__(self):
+        lm = self.causal_lm
+        self._saved = (lm.sampler, lm.generate_function)
+        lm.sampler = self.sampler
+        lm.generate_function = self.generate_function
+        logging.getLogger("tensorflow").addFilter(self._retracing)
+        return self
+
+    def __exit__(self, *exc_info):
+        lm = self.causal_lm
+        self.generate_function = lm.generate_function
+        logging.getLogger("tensorflow").removeFilter(self._retracing)
+        lm.sampler, lm.generate_function = self._saved
+        return False
 
 
 def _to_str(value):
