@@ -8,6 +8,10 @@ from keras_mta.models import CachedTeacher
 from keras_mta.models import DistillationModel
 from keras_mta.models import NonFiniteError
 from keras_mta.models import OptimizerStepSchedule
+
+# `validation_loss` lives with the models (student generation measures it
+# too) and is read from here by the runner.
+from keras_mta.models.validation_loss import validation_loss  # noqa: F401
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import variant_name
 from keras_mta.runner.setup import timed
@@ -248,11 +252,3 @@ def distill_variant(
         what=f"the {variant} student",
     )
     return model, history.history, seconds
-
-
-def validation_loss(causal_lm, valid_ds):
-    """Cross-entropy of a model on the validation responses."""
-    model = DistillationModel(None, causal_lm, ablation="sft_only")
-    model.compile(optimizer="adam")
-    logs = model.evaluate(valid_ds, return_dict=True, verbose=0)
-    return float(logs["loss"])

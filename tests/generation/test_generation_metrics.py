@@ -1,0 +1,67 @@
+"""A few `fit` steps on each backend: the fractions of generated,
+replayed and ground-truth batches reach the logs and the progress bar,
+and a rise of the validation loss switches generation on."""
+
+import numpy as np
+import pytest
+
+from keras_mta.generation import AdaptiveGenerationCallback
+from keras_mta.generation import GenerationMetrics
+from keras_mta.generation import GenerationSchedule
+from keras_mta.generation import StudentGeneratedDataset
+from tests.generation.fake_responder import FakeResponder
+from tests.generation.fake_responder import examples
+from tests.generation.fake_responder import tiny_language_model
+from tests.generation.fake_responder import tiny_model
+
+
+def fit_with_a_loss_rise(model):
+    arrays, prompts = examples(8)
+    # One rise of the validation loss puts the threshold at 1.0 (a
+    # threshold_step of 1.0 makes the switch certain in a few steps).
+    schedule = GenerationSchedule(
+        total_steps=4, capacity=8, threshold_step=1.0, seed=1
+    )
+    dataset = StudentGeneratedDataset(
+        arrays, prompts, 4, FakeResponder(), schedule, seed=1
+    )
+    losses = iter([2.0, 2.5, 2.5])
+    adaptive = AdaptiveGenerationCallback(
+        dataset, loss_fn=lambda model: next(losses)
+    )
+    history = model.fit(
+        dataset,
+        epochs=2,
+        steps_per_epoch=2,
+        shuffle=False,
+        callbacks=[GenerationMetrics(dataset), adaptive],
+        verbose=1,
+    )
+    logs = history.history
+    assert logs["generated_fraction"] == [0.0, 1.0]
+    assert logs["ground_truth_fraction"] == [1.0, 0.0]
+    assert logs["replayed_fraction"] == [0.0, 0.0]
+    assert logs["generation_threshold"] == [0.0, 1.0]
+    assert np.all(np.isfinite(logs["loss"]))
+    assert [step for step, _, _ in adaptive.losses] == [0, 2, 4]
+    # TensorFlow may have made batches past the last step (prefetching);
+    # the state to resume at step 4 holds the trained ones only.
+    assert len(dataset.responder.calls) >= 2
+    assert list(dataset.get_state(4)["buffer"]["steps"]) == [2, 3]
+    # A second fit continues at step 4.
+    assert dataset.initial_step == 4
+    return logs
+
+
+def test_fit_logs_the_fractions_and_a_loss_rise_switches_generation_on(
+    capsys,
+):
+    fit_with_a_loss_rise(tiny_language_model())
+    assert "generated_fraction: 1.0000" in capsys.readouterr().out
+
+
+@pytest.mark.large
+def test_distillation_model_trains_on_generated_batches():
+    logs = fit_with_a_loss_rise(tiny_model())
+    for term in ("kd", "dsa", "hra"):
+        assert np.all(np.isfinite(logs[term])), term
