@@ -28,8 +28,12 @@ class GenerationMetrics(keras.callbacks.Callback):
     The callback counts the steps actually trained on (a batch made ahead
     of training, as TensorFlow prefetches them, counts when its step
     runs), checks at the start that the model has a live teacher
-    (`require_live_teacher`), and at the end of `fit` lets the dataset
-    continue from the next step in a later `fit`.
+    (`require_live_teacher`), under jax has the batches to generate made
+    before their step starts, with the trained weights put back into the
+    student (the jax trainer holds them apart from the model during an
+    epoch and empties the variables while a step runs), and at the end
+    of `fit` lets the dataset continue from the next step in a later
+    `fit`.
 
     Args:
         dataset: the `StudentGeneratedDataset` that `fit` reads.
@@ -53,6 +57,20 @@ class GenerationMetrics(keras.callbacks.Callback):
         require_live_teacher(self.model)
         self.step = self.dataset.initial_step
         self._epoch_start = self.step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Under jax the trainer takes the weights out of the model for the
+        # step (the variables are empty while it runs and reads its batch):
+        # a batch to generate is made here, with the weights put back
+        # (`Callback.model` syncs them), and the step then reads it.
+        if keras.backend.backend() != "jax":
+            return
+        first = self._epoch_start + int(batch)
+        count = int(getattr(self._model, "steps_per_execution", 1) or 1)
+        for step in range(first, first + count):
+            if self.dataset.will_generate(step):
+                self.model  # noqa: B018 (syncs the weights under jax)
+                self.dataset.batch(step)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self.step

@@ -182,6 +182,7 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         self.shuffle = bool(shuffle)
         self.initial_step = int(initial_step)
         self.sources = {}
+        self._draws_at_start = getattr(responder, "draws", 0)
         self._memo = {}
         self._order = (None, None)
         self._hold = None
@@ -247,6 +248,14 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
             del self._memo[old]
         return batch
 
+    def will_generate(self, step):
+        """Whether `step`'s batch is (or, made now, would be) freshly
+        generated; draws nothing."""
+        if step in self.sources:
+            return self.sources[step] == GENERATE
+        size = 0 if self.buffer is None else len(self.buffer)
+        return self.schedule.decide(step, size) == GENERATE
+
     def hold_from(self, step, training_thread=None):
         """Batches from global `step` on wait until `hold_from` moves on:
         their decisions need a validation loss not measured yet. None
@@ -269,12 +278,27 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
     def __getitem__(self, index):
         return self.batch(self.initial_step + int(index))
 
+    def responder_draws(self, step):
+        """The responder's draws (`responder.draws`, its seeded sample
+        index) before global `step`."""
+        generated = sum(
+            1
+            for s, source in self.sources.items()
+            if s < step and source == GENERATE
+        )
+        return self._draws_at_start + generated
+
+    def _set_responder_draws(self, draws):
+        if hasattr(self.responder, "draws"):
+            self.responder.draws = int(draws)
+
     def start_at(self, step):
         """Let the next `fit` start at global `step`: batches made ahead of
         it (prefetched, never trained on) are forgotten, and taken out of
         the replay buffer."""
         self.initial_step = int(step)
         self._memo.clear()
+        self._set_responder_draws(self.responder_draws(step))
         for later in [s for s in self.sources if s >= step]:
             del self.sources[later]
         if self.buffer is not None:
@@ -282,9 +306,14 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
 
     def get_state(self, step):
         """The state to resume training at global `step` (the steps before
-        it trained): the schedule's state and the replay buffer's
-        batches generated before `step`."""
-        state = {"step": int(step), "schedule": self.schedule.get_state()}
+        it trained): the schedule's state, the replay buffer's batches
+        generated before `step` and the responder's draws before it (its
+        `draws`, restored by `set_state` when the responder has one)."""
+        state = {
+            "step": int(step),
+            "schedule": self.schedule.get_state(),
+            "responder_draws": self.responder_draws(step),
+        }
         if self.buffer is not None:
             state["buffer"] = self.buffer.get_state(before_step=step)
         return state
@@ -296,6 +325,7 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         if self.buffer is not None:
             self.buffer.set_state(state["buffer"])
         self.sources = {}
+        self._draws_at_start = int(state.get("responder_draws", 0))
         self.start_at(state["step"])
 
     def save_state(self, path, step):
@@ -306,6 +336,7 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
             "step": np.asarray(state["step"]),
             "threshold": np.asarray(state["schedule"]["threshold"]),
             "last_loss": np.asarray(np.nan if last is None else last),
+            "responder_draws": np.asarray(state["responder_draws"]),
         }
         for key, value in state.get("buffer", {}).items():
             flat[f"buffer/{key}"] = value
@@ -317,6 +348,7 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
             last = float(data["last_loss"])
             state = {
                 "step": int(data["step"]),
+                "responder_draws": int(data["responder_draws"]),
                 "schedule": {
                     "threshold": float(data["threshold"]),
                     "last_loss": None if np.isnan(last) else last,

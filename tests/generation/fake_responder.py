@@ -30,13 +30,19 @@ def examples(count, vocabulary=32):
 class FakeResponder:
     """`generate_batch(prompts)`: the `n`-th call's token ids are all
     `vocabulary - 1 - n % 8` (never an example's own id, if the data has
-    fewer than `vocabulary - 8` examples); keeps every call's prompts."""
+    fewer than `vocabulary - 8` examples); keeps every call's prompts,
+    counts its `draws` and calls `on_generate()` first, if given."""
 
-    def __init__(self, vocabulary=32):
+    def __init__(self, vocabulary=32, on_generate=None):
         self.vocabulary = vocabulary
+        self.on_generate = on_generate
         self.calls = []
+        self.draws = 0
 
     def generate_batch(self, prompts):
+        self.draws += 1
+        if self.on_generate is not None:
+            self.on_generate()
         value = self.vocabulary - 1 - len(self.calls) % 8
         self.calls.append(list(prompts))
         (x, y, sample_weight), _ = examples(len(prompts))

@@ -2,6 +2,7 @@
 replayed and ground-truth batches reach the logs and the progress bar,
 and a rise of the validation loss switches generation on."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -22,8 +23,15 @@ def fit_with_a_loss_rise(model):
     schedule = GenerationSchedule(
         total_steps=4, capacity=8, threshold_step=1.0, seed=1
     )
+    # What the student's weights are when it generates.
+    weights = []
+    responder = FakeResponder(
+        on_generate=lambda: weights.append(
+            [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+        )
+    )
     dataset = StudentGeneratedDataset(
-        arrays, prompts, 4, FakeResponder(), schedule, seed=1
+        arrays, prompts, 4, responder, schedule, seed=1
     )
     losses = iter([2.0, 2.5, 2.5])
     adaptive = AdaptiveGenerationCallback(
@@ -48,6 +56,14 @@ def fit_with_a_loss_rise(model):
     # the state to resume at step 4 holds the trained ones only.
     assert len(dataset.responder.calls) >= 2
     assert list(dataset.get_state(4)["buffer"]["steps"]) == [2, 3]
+    assert dataset.get_state(4)["responder_draws"] == 2
+    # The student generated with its trained weights: step 2 trained
+    # between the generations of steps 2 and 3 (under jax the trainer
+    # holds the weights apart during an epoch; they are put back first).
+    if keras.backend.backend() != "tensorflow":
+        assert any(
+            not np.array_equal(a, b) for a, b in zip(weights[0], weights[1])
+        )
     # A second fit continues at step 4.
     assert dataset.initial_step == 4
     return logs

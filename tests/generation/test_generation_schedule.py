@@ -185,3 +185,13 @@ def test_non_finite_validation_loss_is_refused():
     schedule = GenerationSchedule(total_steps=10)
     with pytest.raises(ValueError, match="not finite"):
         schedule.record_validation_loss(np.nan)
+
+
+def test_the_recipe_names_the_same_modes_and_ratios():
+    from keras_mta import recipe
+    from keras_mta.generation import generation_schedule
+
+    assert recipe.STUDENT_GENERATION_MODES == ("off",) + (
+        generation_schedule.MODES
+    )
+    assert recipe.REPLAY_RATIOS == generation_schedule.REPLAY_RATIOS
