@@ -71,6 +71,9 @@ class GenerationMetrics(keras.callbacks.Callback):
             if self.dataset.will_generate(step):
                 self.model  # noqa: B018 (syncs the weights under jax)
                 self.dataset.batch(step)
+        if self.dataset.overlap and self.dataset.will_generate(first + count):
+            self.model  # noqa: B018
+            self.dataset.submit_ahead(first + count)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self.step

@@ -108,6 +108,13 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         shuffle: bool, a new seeded order of the examples at every pass.
         initial_step: int, the global step of the first batch (a resumed
             run; `set_state` sets it).
+        overlap: bool, when the next step's batch is to be generated (known
+            for certain unless a validation measure comes first), ask
+            `responder.submit(prompts)` for it as soon as this step's batch
+            is made, so that its units are found while this step trains;
+            the student then samples it with the weights of one step
+            earlier. Default False: each batch is sampled when its step
+            comes, with the current weights.
         **kwargs: `keras.utils.PyDataset` arguments (`max_queue_size`);
             `workers` must stay 1 and `use_multiprocessing` False.
 
@@ -136,6 +143,7 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         seed=0,
         shuffle=True,
         initial_step=0,
+        overlap=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -181,6 +189,9 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
         self.initial_step = int(initial_step)
+        self.overlap = bool(overlap)
+        # `(step, handle)` of a batch submitted ahead (`overlap`).
+        self._pending = None
         self.sources = {}
         self._draws_at_start = getattr(responder, "draws", 0)
         self._memo = {}
@@ -232,9 +243,15 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         size = 0 if self.buffer is None else len(self.buffer)
         source = self.schedule.decide(step, size)
         reference = self.ground_truth(step)
+        pending = self._pending
+        if pending is not None and pending[0] <= step:
+            self._pending = None  # this step's, or one never made
         if source == GENERATE:
-            prompts = [self.prompts[i] for i in self.rows(step)]
-            batch = tuple(self.responder.generate_batch(prompts))
+            if pending is not None and pending[0] == step:
+                batch = tuple(pending[1].result())
+            else:
+                prompts = [self.prompts[i] for i in self.rows(step)]
+                batch = tuple(self.responder.generate_batch(prompts))
             check_same_structure(batch, reference, step)
             if self.buffer is not None:
                 self.buffer.push(batch, step)
@@ -246,7 +263,25 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         self._memo[step] = batch
         for old in [s for s in self._memo if s < step - MEMO_STEPS]:
             del self._memo[old]
+        if self.overlap and keras.backend.backend() != "jax":
+            # (Under jax, `GenerationMetrics` submits ahead: the model's
+            # variables are empty while a step reads its batch.)
+            self.submit_ahead(step + 1)
         return batch
+
+    def submit_ahead(self, step):
+        """With `overlap`: submit `step`'s generation to the responder now
+        if that step will generate and no validation measure comes before
+        it; returns whether it did."""
+        if self._pending is not None or step in self._memo:
+            return False
+        if self._hold is not None and step >= self._hold:
+            return False
+        if not self.will_generate(step):
+            return False
+        prompts = [self.prompts[i] for i in self.rows(step)]
+        self._pending = (step, self.responder.submit(prompts))
+        return True
 
     def will_generate(self, step):
         """Whether `step`'s batch is (or, made now, would be) freshly
@@ -298,6 +333,7 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         the replay buffer."""
         self.initial_step = int(step)
         self._memo.clear()
+        self._pending = None
         self._set_responder_draws(self.responder_draws(step))
         for later in [s for s in self.sources if s >= step]:
             del self.sources[later]

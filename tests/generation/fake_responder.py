@@ -37,6 +37,7 @@ class FakeResponder:
         self.vocabulary = vocabulary
         self.on_generate = on_generate
         self.calls = []
+        self.submitted = []
         self.draws = 0
 
     def generate_batch(self, prompts):
@@ -50,6 +51,11 @@ class FakeResponder:
         x["padding_mask"][:, -1] = False
         y[:] = value
         return x, y, sample_weight
+
+    def submit(self, prompts):
+        """`generate_batch` now, its result behind a handle."""
+        self.submitted.append(list(prompts))
+        return Handle(self.generate_batch(prompts))
 
 
 def tiny_model(vocabulary=32):
@@ -93,3 +99,13 @@ def tiny_language_model(vocabulary=32):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
+
+
+class Handle:
+    """What `FakeResponder.submit` returns: the batch, made at submit."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def result(self):
+        return self.batch

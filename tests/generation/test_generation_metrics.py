@@ -16,7 +16,7 @@ from tests.generation.fake_responder import tiny_language_model
 from tests.generation.fake_responder import tiny_model
 
 
-def fit_with_a_loss_rise(model):
+def fit_with_a_loss_rise(model, overlap=False):
     arrays, prompts = examples(8)
     # One rise of the validation loss puts the threshold at 1.0 (a
     # threshold_step of 1.0 makes the switch certain in a few steps).
@@ -31,7 +31,7 @@ def fit_with_a_loss_rise(model):
         )
     )
     dataset = StudentGeneratedDataset(
-        arrays, prompts, 4, responder, schedule, seed=1
+        arrays, prompts, 4, responder, schedule, seed=1, overlap=overlap
     )
     losses = iter([2.0, 2.5, 2.5])
     adaptive = AdaptiveGenerationCallback(
@@ -60,19 +60,21 @@ def fit_with_a_loss_rise(model):
     # The student generated with its trained weights: step 2 trained
     # between the generations of steps 2 and 3 (under jax the trainer
     # holds the weights apart during an epoch; they are put back first).
+    # With `overlap`, step 3's batch was sampled with step 2's, the
+    # weights of one step earlier.
     if keras.backend.backend() != "tensorflow":
-        assert any(
-            not np.array_equal(a, b) for a, b in zip(weights[0], weights[1])
-        )
+        moved = [not np.array_equal(a, b) for a, b in zip(*weights[:2])]
+        assert any(moved) != overlap
     # A second fit continues at step 4.
     assert dataset.initial_step == 4
     return logs
 
 
+@pytest.mark.parametrize("overlap", [False, True])
 def test_fit_logs_the_fractions_and_a_loss_rise_switches_generation_on(
-    capsys,
+    capsys, overlap
 ):
-    fit_with_a_loss_rise(tiny_language_model())
+    fit_with_a_loss_rise(tiny_language_model(), overlap)
     assert "generated_fraction: 1.0000" in capsys.readouterr().out
 
 

@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 
@@ -137,3 +139,30 @@ def test_bad_construction_names_the_problem():
         StudentGeneratedDataset(arrays, prompts, 16, None, schedule)
     with pytest.raises(ValueError, match="workers=1"):
         StudentGeneratedDataset(arrays, prompts, 4, None, schedule, workers=2)
+
+
+def test_overlap_submits_ahead_and_gives_the_same_batches():
+    plain = dataset(threshold=0.7, capacity=3)
+    ahead = dataset(threshold=0.7, capacity=3, overlap=True)
+    for step in range(20):
+        want, got = plain[step], ahead[step]
+        # (What `batch` does itself off jax, and GenerationMetrics under
+        # jax; a second call for the same step submits nothing.)
+        ahead.submit_ahead(step + 1)
+        np.testing.assert_array_equal(want[0]["token_ids"], got[0]["token_ids"])
+    assert ahead.sources == plain.sources
+    assert ahead.responder.submitted
+    assert len(ahead.responder.calls) == len(plain.responder.calls)
+    generated = [s for s in range(20) if plain.sources[s] == "generate"]
+    assert len(ahead.responder.submitted) >= len(generated) - 3
+
+
+def test_overlap_waits_for_a_pending_validation_measure():
+    data = dataset(mode="on_policy", fraction=1.0, overlap=True)
+    data.hold_from(3, training_thread=threading.get_ident())
+    assert data.submit_ahead(2)
+    assert not data.submit_ahead(2)  # one at a time
+    data[2]
+    assert not data.submit_ahead(3)  # its decision waits for the measure
+    data.start_at(0)
+    assert data._pending is None
