@@ -143,7 +143,11 @@ and no warm-up, weight decay 0.01, clipping 1.0, seed 42; GPT-2: 1e-4,
 batch 16, MTA weight 2; OPT: 5e-4, batch 8 x 2 accumulation steps, MTA
 weight 3, a LoRA student (rank 16, alpha 64); Qwen1.5: 1e-4, batch 8 x 2.
 Student-generated responses (DistiLLM's adaptive off-policy sampling) are
-not in keras-mta yet. Any field can be overridden with `--set
+on, `[training.student_generation]` with the reference's settings
+(threshold from 0, `loss_eps` 0.1, a replay buffer of 1000 batches, the
+decreasing replay ratio, plain sampling at temperature 1); they need the
+live teacher (no teacher cache): see the README, "Training on the
+student's own outputs". Any field can be overridden with `--set
 FIELD=VALUE`; `keras-mta distill --help` lists them all.
 
 What to expect: `keras-mta plan gpt2-1.5b-to-gpt2-120m` gives the

@@ -39,6 +39,7 @@ _EXPORTS = {
     "analysis": "keras_mta.analysis",
     "data": "keras_mta.data",
     "evaluation": "keras_mta.evaluation",
+    "generation": "keras_mta.generation",
     "layers": "keras_mta.layers",
     "losses": "keras_mta.losses",
     "models": "keras_mta.models",
@@ -65,6 +66,12 @@ _EXPORTS = {
     # Teacher cache.
     "TeacherCache": "keras_mta.teacher_cache.store",
     "build_teacher_cache": "keras_mta.teacher_cache.builder",
+    # Training on the student's own outputs.
+    "GenerationSchedule": "keras_mta.generation.generation_schedule",
+    "ReplayBuffer": "keras_mta.generation.replay_buffer",
+    "StudentGeneratedDataset": (
+        "keras_mta.generation.student_generated_dataset"
+    ),
     # Recipes.
     "Recipe": "keras_mta.recipe",
     "load_recipe": "keras_mta.recipe",

@@ -368,6 +368,80 @@ class DistillationSpec:
     )
 
 
+# `training.student_generation.mode` and `.replay_ratio`: the names of
+# `keras_mta.generation.generation_schedule` (MODES, REPLAY_RATIOS; the
+# recipe does not import the generation package, a test keeps both equal).
+STUDENT_GENERATION_MODES = ("off", "adaptive", "on_policy")
+REPLAY_RATIOS = ("decreasing", "constant", "increasing")
+
+
+@dataclasses.dataclass
+class StudentGenerationSpec:
+    """Training on the student's own outputs (DistiLLM, GKD)."""
+
+    mode: str = _field(
+        "off",
+        "`off`: the data's own responses only; `adaptive`: DistiLLM's "
+        "schedule (a threshold raised by validation-loss rises decides "
+        "between fresh student samples, replayed ones and the data's); "
+        "`on_policy`: a fixed fraction of batches freshly sampled (GKD's "
+        "lambda). Needs a live teacher (no distillation.teacher_cache).",
+        rule=OneOf(STUDENT_GENERATION_MODES),
+    )
+    init_threshold: float = _field(
+        0.0,
+        "adaptive: the starting threshold (probability of a generated or "
+        "replayed batch).",
+        rule=Number(0, 1),
+    )
+    loss_eps: float = _field(
+        0.1,
+        "adaptive: a validation loss this much above the last recorded "
+        "one raises the threshold by 0.1 (capped at 1.0).",
+        rule=Number(0),
+    )
+    capacity: int = _field(
+        1000,
+        "adaptive: batches kept in the replay buffer.",
+        rule=Number(1, integer=True),
+    )
+    replay_ratio: str = _field(
+        "decreasing",
+        "adaptive: the probability of fresh samples once the buffer is "
+        "full: threshold * (1 - step / steps) (`decreasing`), threshold * "
+        "0.5 (`constant`) or threshold * step / steps (`increasing`).",
+        rule=OneOf(REPLAY_RATIOS),
+    )
+    on_policy_fraction: float = _field(
+        0.5,
+        "on_policy: the fraction of batches freshly sampled.",
+        rule=Number(0, 1),
+    )
+    temperature: float = _field(
+        1.0, "sampling temperature.", rule=Number(0, low_open=True)
+    )
+    top_k: int = _field(
+        0,
+        "sample among the k most likely tokens (0: all).",
+        rule=Number(0, integer=True, note="0: off"),
+    )
+    top_p: float = _field(
+        1.0, "nucleus sampling mass.", rule=Number(0, 1, low_open=True)
+    )
+    eval_interval: int = _field(
+        0,
+        "adaptive: steps between measures of the validation loss (also "
+        "measured before training); 0: once per epoch.",
+        rule=Number(0, integer=True, note="0: once per epoch"),
+    )
+    n_process: int = _field(
+        1,
+        "worker processes that find the units (spaCy) of generated text "
+        "off the training thread.",
+        rule=Number(1, integer=True),
+    )
+
+
 @dataclasses.dataclass
 class TrainingSpec:
     """Optimizer, schedule and run settings."""
@@ -443,6 +517,10 @@ class TrainingSpec:
     )
     output_dir: str = _field(
         "runs/{name}", "where results are written.", rule=OUTPUT_DIR
+    )
+    student_generation: StudentGenerationSpec = dataclasses.field(
+        default_factory=StudentGenerationSpec,
+        metadata={"help": "training on the student's own outputs."},
     )
 
 
@@ -684,6 +762,20 @@ def _joint_problems(recipe, bad):
             "raise data.sequence_length."
         )
     problems += _holdout_problems(recipe, ok)
+    generation = recipe.training.student_generation
+    if ok(
+        "training.student_generation.mode", "distillation.teacher_cache"
+    ) and (generation.mode != "off" and recipe.distillation.teacher_cache):
+        problems.append(
+            f"training.student_generation.mode is {generation.mode!r} but "
+            "distillation.teacher_cache is "
+            f"{recipe.distillation.teacher_cache!r}: student-generated "
+            "responses need a live teacher to score them, and a teacher "
+            "cache holds the teacher's signals for the data's own "
+            "responses only. Fix: empty distillation.teacher_cache (--set "
+            "distillation.teacher_cache=) to distill from the live teacher,"
+            ' or set training.student_generation.mode="off".'
+        )
     plan_fields = [f"plan.{f.name}" for f in dataclasses.fields(PlanSpec)]
     models = ("teacher.architecture", "student.architecture")
     if ok(*plan_fields, *models):

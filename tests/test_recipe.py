@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from keras_mta.recipe import RECIPES_DIR
@@ -84,12 +86,23 @@ SHARED_REFERENCE = {
     "training.clip_norm": 1.0,
     "training.epochs": 5,
     "training.seed": 42,
+    # DistiLLM's adaptive student generation (issue 20).
+    "training.student_generation.mode": "adaptive",
+    "training.student_generation.init_threshold": 0.0,
+    "training.student_generation.loss_eps": 0.1,
+    "training.student_generation.capacity": 1000,
+    "training.student_generation.replay_ratio": "decreasing",
+    "training.student_generation.temperature": 1.0,
+    "training.student_generation.top_k": 0,
+    "training.student_generation.top_p": 1.0,
+    "training.student_generation.eval_interval": 0,
 }
 
 
 def _value(recipe, path):
-    section, _, field = path.partition(".")
-    return getattr(getattr(recipe, section), field)
+    for name in path.split("."):
+        recipe = getattr(recipe, name)
+    return recipe
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_RECIPES))
@@ -589,3 +602,51 @@ def test_evaluate_refuses_a_bad_protocol_before_loading_the_model(capsys):
     # A good protocol goes on to load the model (and names its problem).
     assert main(args) == 1
     assert "preset" in capsys.readouterr().err
+
+
+def test_student_generation_is_off_by_default_and_read_from_its_table():
+    assert recipe_from_dict({}).training.student_generation.mode == "off"
+    recipe = recipe_from_dict(
+        {"training": {"student_generation": {"mode": "on_policy"}}},
+        overrides=["training.student_generation.on_policy_fraction=0.25"],
+    )
+    generation = recipe.training.student_generation
+    assert (generation.mode, generation.on_policy_fraction) == (
+        "on_policy",
+        0.25,
+    )
+
+
+@pytest.mark.parametrize(
+    "override, allowed",
+    [
+        ("mode=sometimes", "one of 'off', 'adaptive', 'on_policy'"),
+        ("init_threshold=1.5", "a finite number in [0, 1]"),
+        ("capacity=0", "an integer >= 1"),
+        ("replay_ratio=linear", "one of 'decreasing'"),
+        ("on_policy_fraction=-0.5", "a finite number in [0, 1]"),
+        ("top_p=0", "a finite number in (0, 1]"),
+        ("eval_interval=-1", "an integer >= 0"),
+        ("n_process=0", "an integer >= 1"),
+        ("beams=2", "Unknown recipe field"),
+    ],
+)
+def test_bad_student_generation_fields_are_refused(override, allowed):
+    with pytest.raises(RecipeError, match=re.escape(allowed)):
+        recipe_from_dict({}, [f"training.student_generation.{override}"])
+
+
+def test_student_generation_with_a_teacher_cache_is_refused():
+    with pytest.raises(RecipeError) as error:
+        recipe_from_dict(
+            {},
+            [
+                "training.student_generation.mode=adaptive",
+                "distillation.teacher_cache=caches/",
+            ],
+        )
+    message = str(error.value)
+    assert "need a live teacher" in message
+    assert "--set distillation.teacher_cache=" in message
+    # Without generation, the cache is fine.
+    recipe_from_dict({}, ["distillation.teacher_cache=caches/"])

@@ -8,6 +8,10 @@ from keras_mta.models import CachedTeacher
 from keras_mta.models import DistillationModel
 from keras_mta.models import NonFiniteError
 from keras_mta.models import OptimizerStepSchedule
+
+# `validation_loss` lives with the models (student generation measures it
+# too) and is read from here by the runner.
+from keras_mta.models.validation_loss import validation_loss  # noqa: F401
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import variant_name
 from keras_mta.runner.setup import timed
@@ -155,8 +159,17 @@ RECIPE_REMEDY = (
 )
 
 
-def fit(model, train, valid, epochs, steps_per_epoch, what="the model"):
-    """`model.fit` on tf.data pipelines (shuffled by the pipeline itself);
+def fit(
+    model,
+    train,
+    valid,
+    epochs,
+    steps_per_epoch,
+    what="the model",
+    callbacks=None,
+):
+    """`model.fit` on tf.data pipelines (shuffled by the pipeline itself)
+    or a `StudentGeneratedDataset`, with optional Keras `callbacks`;
     returns the `History`. A `DistillationModel` stops at the first NaN or
     infinite loss, term or gradient with a `NonFiniteError` (a
     `ValueError`, printed by the command line) that names the terms, the
@@ -171,6 +184,7 @@ def fit(model, train, valid, epochs, steps_per_epoch, what="the model"):
             # `shuffle=True` with a tf.data dataset.
             shuffle=False,
             verbose=fit_verbosity(),
+            callbacks=callbacks,
         )
     except NonFiniteError as error:
         raise error.with_remedy(RECIPE_REMEDY, f"Training {what}") from None
@@ -237,22 +251,31 @@ def distill_variant(
     datasets.train_statistics.check_units(model.unit_keys, name="train")
     datasets.valid_statistics.check_units(model.unit_keys, name="valid")
     source = " from the teacher cache" if from_cache else ""
+    # Training on the student's own outputs (training.student_generation;
+    # the recipe refuses it with a teacher cache): a StudentGeneratedDataset
+    # and its callbacks replace the training pipeline.
+    callbacks, responder = None, None
+    generation = recipe.training.student_generation.mode
+    if generation != "off" and variant != "sft":
+        from keras_mta.runner.student_generation import student_generation
+
+        train, callbacks, responder = student_generation(
+            recipe, datasets, student, datasets.steps_per_epoch * epochs
+        )
+        source += f" with {generation} student generation"
     say(f"training the student: {variant}{source}")
-    history, seconds = timed(
-        fit,
-        model,
-        train,
-        valid,
-        epochs,
-        datasets.steps_per_epoch,
-        what=f"the {variant} student",
-    )
+    try:
+        history, seconds = timed(
+            fit,
+            model,
+            train,
+            valid,
+            epochs,
+            datasets.steps_per_epoch,
+            what=f"the {variant} student",
+            callbacks=callbacks,
+        )
+    finally:
+        if hasattr(responder, "close"):
+            responder.close()
     return model, history.history, seconds
-
-
-def validation_loss(causal_lm, valid_ds):
-    """Cross-entropy of a model on the validation responses."""
-    model = DistillationModel(None, causal_lm, ablation="sft_only")
-    model.compile(optimizer="adam")
-    logs = model.evaluate(valid_ds, return_dict=True, verbose=0)
-    return float(logs["loss"])

@@ -1,0 +1,168 @@
+import threading
+
+import numpy as np
+import pytest
+
+from keras_mta.generation import GenerationSchedule
+from keras_mta.generation import StudentGeneratedDataset
+from tests.generation.fake_responder import FakeResponder
+from tests.generation.fake_responder import examples
+
+pytestmark = pytest.mark.once
+
+
+def dataset(mode="adaptive", threshold=0.0, capacity=3, count=10, **kwargs):
+    arrays, prompts = examples(count)
+    schedule = GenerationSchedule(
+        mode=mode,
+        total_steps=40,
+        init_threshold=threshold,
+        capacity=capacity,
+        on_policy_fraction=kwargs.pop("fraction", 0.5),
+        seed=7,
+    )
+    return StudentGeneratedDataset(
+        arrays,
+        prompts,
+        batch_size=4,
+        responder=FakeResponder(),
+        schedule=schedule,
+        seed=7,
+        **kwargs,
+    )
+
+
+def test_threshold_zero_trains_on_the_data_only():
+    data = dataset(threshold=0.0)
+    seen = []
+    for step in range(6):
+        x, y, sample_weight = data[step]
+        assert x["token_ids"].shape == (4, 6)
+        seen += list(x["token_ids"][:, 0])
+    assert data.responder.calls == []
+    assert set(data.sources.values()) == {"ground_truth"}
+    # Passes of 10 // 4 = 2 batches, each a seeded permutation.
+    assert len(set(seen[:8])) == 8
+    assert data.num_batches is None
+
+
+def test_generated_batches_answer_the_batch_prompts():
+    data = dataset(mode="on_policy", fraction=1.0)
+    for step in range(5):
+        x, _, _ = data[step]
+        rows = data.rows(step)
+        assert data.responder.calls[step] == [f"prompt {i}" for i in rows]
+        assert np.all(x["token_ids"] >= 24)
+    assert data.buffer is None
+
+
+def test_adaptive_fills_the_buffer_then_replays():
+    data = dataset(threshold=1.0, capacity=3)
+    for step in range(30):
+        data[step]
+    sources = [data.sources[s] for s in range(30)]
+    # r < 1 always: the first `capacity` steps generate (buffer filling),
+    # then generate with probability s (decreasing) or replay.
+    assert sources[:3] == ["generate"] * 3
+    assert "replay" in sources and "ground_truth" not in sources
+    assert len(data.buffer) == 3
+    assert len(data.responder.calls) == sources.count("generate")
+
+
+def test_a_batch_asked_twice_is_made_once():
+    data = dataset(mode="on_policy", fraction=1.0)
+    first = data[0]
+    data[1]
+    again = data[0]
+    assert len(data.responder.calls) == 2
+    np.testing.assert_array_equal(first[0]["token_ids"], again[0]["token_ids"])
+
+
+def test_resume_with_a_non_empty_buffer_continues_the_same_draws(tmp_path):
+    whole = dataset(threshold=0.8, capacity=4)
+    batches = [whole[step] for step in range(24)]
+    first = dataset(threshold=0.8, capacity=4)
+    for step in range(12):
+        first[step]
+    path = str(tmp_path / "generation.npz")
+    first.save_state(path, step=12)
+    assert len(first.buffer) > 0
+    resumed = dataset(threshold=0.0, capacity=4)
+    resumed.responder.calls = [None] * len(first.responder.calls)
+    resumed.load_state(path)
+    assert resumed.schedule.threshold == pytest.approx(0.8)
+    assert resumed.buffer.steps == first.buffer.steps
+    # The next fit reads index 0 as global step 12.
+    for index in range(12):
+        x, y, sample_weight = resumed[index]
+        want = batches[12 + index]
+        np.testing.assert_array_equal(x["token_ids"], want[0]["token_ids"])
+        np.testing.assert_array_equal(y, want[1])
+        assert resumed.sources[12 + index] == whole.sources[12 + index]
+    assert {whole.sources[s] for s in range(12, 24)} >= {"replay", "generate"}
+
+
+def test_start_at_forgets_batches_made_ahead():
+    data = dataset(threshold=1.0, capacity=10)
+    for step in range(6):
+        data[step]
+    assert data.buffer.steps == [0, 1, 2, 3, 4, 5]
+    data.start_at(4)
+    assert data.buffer.steps == [0, 1, 2, 3]
+    assert sorted(data.sources) == [0, 1, 2, 3]
+    data[0]  # global step 4 again
+    assert data.buffer.steps == [0, 1, 2, 3, 4]
+
+
+def test_a_responder_batch_of_another_shape_is_refused():
+    data = dataset(mode="on_policy", fraction=1.0)
+    generate = data.responder.generate_batch
+
+    def short(prompts):
+        x, y, sample_weight = generate(prompts)
+        x["word_units"] = x["word_units"][:, :2]
+        return x, y, sample_weight
+
+    data.responder.generate_batch = short
+    with pytest.raises(
+        ValueError, match=r"x\['word_units'\]: got shape \(4, 2, 2\)"
+    ):
+        data[0]
+
+
+def test_bad_construction_names_the_problem():
+    arrays, prompts = examples(10)
+    schedule = GenerationSchedule(total_steps=10)
+    with pytest.raises(ValueError, match="one row per example"):
+        StudentGeneratedDataset(arrays, prompts[:9], 4, None, schedule)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        StudentGeneratedDataset(arrays, prompts, 16, None, schedule)
+    with pytest.raises(ValueError, match="workers=1"):
+        StudentGeneratedDataset(arrays, prompts, 4, None, schedule, workers=2)
+
+
+def test_overlap_submits_ahead_and_gives_the_same_batches():
+    plain = dataset(threshold=0.7, capacity=3)
+    ahead = dataset(threshold=0.7, capacity=3, overlap=True)
+    for step in range(20):
+        want, got = plain[step], ahead[step]
+        # (What `batch` does itself off jax, and GenerationMetrics under
+        # jax; a second call for the same step submits nothing.)
+        ahead.submit_ahead(step + 1)
+        np.testing.assert_array_equal(want[0]["token_ids"], got[0]["token_ids"])
+    assert ahead.sources == plain.sources
+    assert ahead.responder.submitted
+    assert len(ahead.responder.calls) == len(plain.responder.calls)
+    generated = [s for s in range(20) if plain.sources[s] == "generate"]
+    assert len(ahead.responder.submitted) >= len(generated) - 3
+
+
+def test_overlap_waits_for_a_pending_validation_measure():
+    data = dataset(mode="on_policy", fraction=1.0, overlap=True)
+    data.hold_from(3, training_thread=threading.get_ident())
+    assert data.submit_ahead(2)
+    assert not data.submit_ahead(2)  # one at a time
+    data[2]
+    assert not data.submit_ahead(3)  # its decision waits for the measure
+    data.start_at(0)
+    assert data._pending is None
