@@ -89,17 +89,19 @@ class Datasets:
         statistics = self.preprocessor.statistics
         return arrays, statistics
 
-    def training_dataset(self, cache=None):
+    def training_dataset(self, cache=None, seed=None):
         """A new training pipeline: every call yields the same seeded
         sequence of shuffled epochs (so that every variant sees the same
         data order). With a teacher `cache` (`TeacherCache` of the
         training data), the cache's stream (same seed, chunked shuffle)
-        with the teacher's signals beside the inputs."""
+        with the teacher's signals beside the inputs. `seed` (default
+        `training.seed`) picks the order: one per training seed."""
+        seed = self.seed if seed is None else seed
         if cache is not None:
             dataset = cache.dataset(
                 self.train_arrays,
                 batch_size=self.batch_size,
-                seed=self.seed,
+                seed=seed,
                 drop_remainder=self.drop_remainder,
             )
             return dataset.repeat() if self.cap else dataset
@@ -107,7 +109,7 @@ class Datasets:
             tf.data.Dataset.from_tensor_slices(self.train_arrays)
             .shuffle(
                 len(self.train_examples),
-                seed=self.seed,
+                seed=seed,
                 reshuffle_each_iteration=True,
             )
             .batch(self.batch_size, drop_remainder=self.drop_remainder)

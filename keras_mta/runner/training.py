@@ -155,12 +155,47 @@ RECIPE_REMEDY = (
 )
 
 
-def fit(model, train, valid, epochs, steps_per_epoch, what="the model"):
+# The validation metric early stopping watches: the student's own
+# cross-entropy on the validation responses, logged by every variant (the
+# total loss of KD and MTA holds their other terms too).
+EARLY_STOPPING_MONITOR = "val_ce"
+
+
+def early_stopping_of(training):
+    """The Keras callbacks of a recipe's early stopping: `[]` when
+    `training.early_stopping_patience` is 0, else one
+    `keras.callbacks.EarlyStopping` on the validation cross-entropy that
+    restores the best epoch's weights (also when the epoch cap ends the
+    training first)."""
+    if not training.early_stopping_patience:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=EARLY_STOPPING_MONITOR,
+            mode="min",
+            patience=int(training.early_stopping_patience),
+            min_delta=float(training.early_stopping_min_delta),
+            restore_best_weights=True,
+            start_from_epoch=0,
+        )
+    ]
+
+
+def fit(
+    model,
+    train,
+    valid,
+    epochs,
+    steps_per_epoch,
+    what="the model",
+    callbacks=(),
+):
     """`model.fit` on tf.data pipelines (shuffled by the pipeline itself);
     returns the `History`. A `DistillationModel` stops at the first NaN or
     infinite loss, term or gradient with a `NonFiniteError` (a
     `ValueError`, printed by the command line) that names the terms, the
-    step and `what` was being trained."""
+    step and `what` was being trained. `callbacks` go to `fit` (early
+    stopping: `early_stopping_of`)."""
     try:
         return model.fit(
             train,
@@ -171,6 +206,7 @@ def fit(model, train, valid, epochs, steps_per_epoch, what="the model"):
             # `shuffle=True` with a tf.data dataset.
             shuffle=False,
             verbose=fit_verbosity(),
+            callbacks=list(callbacks),
         )
     except NonFiniteError as error:
         raise error.with_remedy(RECIPE_REMEDY, f"Training {what}") from None
@@ -190,7 +226,8 @@ def train_teacher(recipe, teacher, datasets):
             learning_rate=training.teacher_learning_rate,
         )
     )
-    say(f"fine-tuning the teacher for {training.teacher_epochs} epochs")
+    cap = "at most " if training.early_stopping_patience else ""
+    say(f"fine-tuning the teacher for {cap}{training.teacher_epochs} epochs")
     history, seconds = timed(
         fit,
         model,
@@ -199,12 +236,13 @@ def train_teacher(recipe, teacher, datasets):
         training.teacher_epochs,
         datasets.steps_per_epoch,
         what="the teacher",
+        callbacks=early_stopping_of(training),
     )
     return history.history, seconds
 
 
 def distill_variant(
-    recipe, variant, teacher, student, plan, datasets, caches=None
+    recipe, variant, teacher, student, plan, datasets, caches=None, seed=None
 ):
     """Train one student variant; returns `(model, history, seconds)`.
 
@@ -213,16 +251,20 @@ def distill_variant(
         datasets: the run's `Datasets`.
         caches: optional `{"train": TeacherCache, "valid": TeacherCache}`;
             the variants with a teacher then train from the cache.
+        seed: the training seed of the data order (default
+            `training.seed`); with `training.early_stopping_patience`
+            the student trains until its validation cross-entropy stops
+            improving (`training.epochs` a cap) and keeps its best weights.
     """
     variant = variant_name(variant)
     epochs = recipe.training.epochs
     from_cache = caches is not None and variant != "sft"
     if from_cache:
         teacher = CachedTeacher.from_cache(caches["train"])
-        train = datasets.training_dataset(caches["train"])
+        train = datasets.training_dataset(caches["train"], seed=seed)
         valid = datasets.validation_dataset(caches["valid"])
     else:
-        train, valid = datasets.training_dataset(), datasets.valid
+        train, valid = datasets.training_dataset(seed=seed), datasets.valid
     model = build_variant_model(
         recipe,
         variant,
@@ -246,6 +288,7 @@ def distill_variant(
         epochs,
         datasets.steps_per_epoch,
         what=f"the {variant} student",
+        callbacks=early_stopping_of(recipe.training),  # issue 22
     )
     return model, history.history, seconds
 
