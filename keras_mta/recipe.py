@@ -468,6 +468,13 @@ class TrainingSpec:
         "as better (early stopping).",
         rule=Number(0),
     )
+    student_examples: int = _field(
+        0,
+        "the students train on the first this many training examples, "
+        "the teacher on all of them (a teacher that knows more than its "
+        "students' data holds); 0: all.",
+        rule=Number(0, integer=True, note="0: all"),
+    )
     # --- end of issue 22's training fields ---
 
 

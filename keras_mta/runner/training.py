@@ -254,24 +254,31 @@ def distill_variant(
         seed: the training seed of the data order (default
             `training.seed`); with `training.early_stopping_patience`
             the student trains until its validation cross-entropy stops
-            improving (`training.epochs` a cap) and keeps its best weights.
+            improving (`training.epochs` a cap) and keeps its best weights;
+            with `training.student_examples` it sees that many training
+            rows only.
     """
     variant = variant_name(variant)
     epochs = recipe.training.epochs
+    share = recipe.training.student_examples  # issue 22: students' share
+    steps_per_epoch = datasets.steps_per_epoch_of(share)
     from_cache = caches is not None and variant != "sft"
     if from_cache:
         teacher = CachedTeacher.from_cache(caches["train"])
-        train = datasets.training_dataset(caches["train"], seed=seed)
+        train = datasets.training_dataset(
+            caches["train"], seed=seed, examples=share
+        )
         valid = datasets.validation_dataset(caches["valid"])
     else:
-        train, valid = datasets.training_dataset(seed=seed), datasets.valid
+        train = datasets.training_dataset(seed=seed, examples=share)
+        valid = datasets.valid
     model = build_variant_model(
         recipe,
         variant,
         teacher,
         student,
         plan,
-        datasets.steps_per_epoch * epochs,
+        steps_per_epoch * epochs,
     )
     # The whole dataset must hold every unit kind the model's terms align
     # (otherwise their loss is a silent 0): checked over the statistics of
@@ -286,7 +293,7 @@ def distill_variant(
         train,
         valid,
         epochs,
-        datasets.steps_per_epoch,
+        steps_per_epoch,
         what=f"the {variant} student",
         callbacks=early_stopping_of(recipe.training),  # issue 22
     )

@@ -90,3 +90,20 @@ def test_early_stopping_follows_the_recipe():
     assert callback.patience == 2
     assert callback.restore_best_weights
     assert callback.min_delta == pytest.approx(1e-3)
+
+
+@pytest.mark.once
+def test_the_students_share_of_the_training_rows():
+    datasets = _datasets()
+    rows = [
+        row
+        for batch in datasets.training_dataset(seed=5, examples=8)
+        for row in batch["token_ids"].numpy().tolist()
+    ]
+    # One epoch over the first 8 rows only, shuffled by the seed.
+    assert sorted(rows) == [[2 * i, 2 * i + 1] for i in range(8)]
+    assert datasets.steps_per_epoch_of(8) == 2
+    assert datasets.steps_per_epoch_of(0) == 8  # all 32 rows
+    assert datasets.steps_per_epoch_of(100) == 8
+    with pytest.raises(ValueError, match="teacher cache"):
+        datasets.training_dataset(cache=object(), examples=8)
