@@ -100,7 +100,7 @@ class Datasets:
         students' share, `training.student_examples`)."""
         seed = self.seed if seed is None else seed
         arrays, count = self.train_arrays, len(self.train_examples)
-        if examples and cache is not None:
+        if examples and examples < count and cache is not None:
             raise ValueError(
                 "training.student_examples trains the students on a part of "
                 "the training data, which a teacher cache (distillation."
