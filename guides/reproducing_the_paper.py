@@ -252,6 +252,7 @@ if SMALL:
         "evaluation.seeds=[10]",
         "evaluation.max_examples=4",
         "evaluation.max_new_tokens=8",
+        "training.seeds=[1]",  # one training seed at the test size
     ]
 recipe = keras_mta.load_recipe("tiny-cpu", overrides=overrides)
 print(recipe.name, "-", recipe.description)

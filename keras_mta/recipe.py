@@ -522,6 +522,38 @@ class TrainingSpec:
         default_factory=StudentGenerationSpec,
         metadata={"help": "training on the student's own outputs."},
     )
+    # --- Training seeds and early stopping (issue 22: paired variants,
+    # students and teacher trained to their plateau). ---
+    seeds: list = _field(
+        [],
+        "training seeds of the compared students ([]: training.seed "
+        "alone); every variant of one seed starts from the same student "
+        "weights and sees the same data order, so that differences "
+        "between variants are paired.",
+        rule=ListOf(Number(0, 2**32 - 1, integer=True)),
+    )
+    early_stopping_patience: int = _field(
+        0,
+        "epochs without a better validation cross-entropy after which "
+        "training stops and the best epoch's weights are restored, for "
+        "the students and the teacher (training.epochs and "
+        "training.teacher_epochs are then caps); 0: train every epoch.",
+        rule=Number(0, integer=True, note="0: no early stopping"),
+    )
+    early_stopping_min_delta: float = _field(
+        0.0,
+        "the least decrease of the validation cross-entropy that counts "
+        "as better (early stopping).",
+        rule=Number(0),
+    )
+    student_examples: int = _field(
+        0,
+        "the students train on the first this many training examples, "
+        "the teacher on all of them (a teacher that knows more than its "
+        "students' data holds); 0: all.",
+        rule=Number(0, integer=True, note="0: all"),
+    )
+    # --- end of issue 22's training fields ---
 
 
 @dataclasses.dataclass

@@ -8,6 +8,8 @@ import pytest
 
 from keras_mta import AlignmentPlan
 from keras_mta import load_recipe
+from keras_mta.analysis.paired_differences import variant_differences
+from keras_mta.analysis.results import paired_rows
 from keras_mta.data import Example
 from keras_mta.models import NonFiniteError
 from keras_mta.runner import EVALUATION_DATASETS
@@ -107,6 +109,64 @@ def test_results_table_and_files(tmp_path):
     json_path, md_path = write_results(results, str(tmp_path))
     assert json.loads(open(json_path).read())["models"][1]["parameters"] == 99
     assert "| student (MTA) | - |" in open(md_path).read()
+
+
+def test_results_report_greedy_scores_and_paired_differences(tmp_path):
+    rows = variant_differences(
+        [
+            {
+                "model": f"student ({role.upper()})",
+                "role": role,
+                "per_seed": [
+                    {
+                        "seed": seed,
+                        "valid_loss": loss,
+                        "rouge_l": {"valid": 20.0 + loss},
+                        "rouge_l_greedy": {"valid": 30.0},
+                    }
+                    for seed, loss in zip((1, 2, 3), losses)
+                ],
+            }
+            for role, losses in (
+                ("sft", (0.50, 0.60, 0.70)),
+                ("kd", (0.40, 0.52, 0.61)),
+            )
+        ]
+    )
+    results = {
+        "recipe": "r",
+        "backend": "jax",
+        "wall_time_s": 1.0,
+        "evaluation_datasets": ["valid"],
+        "training_seeds": [1, 2, 3],
+        "paired_differences": rows,
+        "models": [
+            {
+                "model": "student (KD)",
+                "parameters": 9,
+                "valid_loss": 0.51,
+                "wall_time_s": 1.0,
+                "rouge_l": {"valid": {"mean": 20.5, "std": 0.1}},
+                "rouge_l_greedy": {"valid": 30.0},
+            }
+        ],
+    }
+    assert results_rows(results)[0]["greedy ROUGE-L valid"] == "30.00"
+    table = paired_rows(results)
+    assert [(r["difference"], r["metric"]) for r in table] == [
+        ("KD - SFT", "valid loss"),
+        ("KD - SFT", "ROUGE-L valid (sampled)"),
+        ("KD - SFT", "ROUGE-L valid (greedy)"),
+    ]
+    loss = table[0]
+    assert loss["mean (paired)"] == "-0.0900"
+    assert loss["seeds"] == 3
+    assert loss["verdict"] == "distinguishable from zero"
+    assert table[2]["verdict"] == "not distinguishable from zero"
+    _, md_path = write_results(results, str(tmp_path))
+    text = open(md_path).read()
+    assert "Paired differences over the training seeds [1, 2, 3]" in text
+    assert "| KD - SFT | valid loss | -0.0900 | [" in text
 
 
 @pytest.mark.once

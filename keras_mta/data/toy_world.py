@@ -357,7 +357,7 @@ def make_rows(num_rows, seed=0):
     return rows
 
 
-def write_toy_dataset(directory, num_train=2000, num_valid=200, seed=0):
+def write_toy_dataset(directory, num_train=2000, num_valid=100, seed=0):
     """Write `train.jsonl` and `valid.jsonl` of the toy dataset.
 
     Files are written atomically (a temporary file, then a rename).

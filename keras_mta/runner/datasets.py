@@ -89,25 +89,39 @@ class Datasets:
         statistics = self.preprocessor.statistics
         return arrays, statistics
 
-    def training_dataset(self, cache=None):
+    def training_dataset(self, cache=None, seed=None, examples=0):
         """A new training pipeline: every call yields the same seeded
         sequence of shuffled epochs (so that every variant sees the same
         data order). With a teacher `cache` (`TeacherCache` of the
         training data), the cache's stream (same seed, chunked shuffle)
-        with the teacher's signals beside the inputs."""
+        with the teacher's signals beside the inputs. `seed` (default
+        `training.seed`) picks the order: one per training seed.
+        `examples` > 0 keeps the first `examples` training rows only (the
+        students' share, `training.student_examples`)."""
+        seed = self.seed if seed is None else seed
+        arrays, count = self.train_arrays, len(self.train_examples)
+        if examples and examples < count and cache is not None:
+            raise ValueError(
+                "training.student_examples trains the students on a part of "
+                "the training data, which a teacher cache (distillation."
+                "teacher_cache) does not support: set one of them only."
+            )
+        if examples and examples < count:
+            count = int(examples)
+            arrays = tf.nest.map_structure(lambda a: a[:count], arrays)
         if cache is not None:
             dataset = cache.dataset(
                 self.train_arrays,
                 batch_size=self.batch_size,
-                seed=self.seed,
+                seed=seed,
                 drop_remainder=self.drop_remainder,
             )
             return dataset.repeat() if self.cap else dataset
         dataset = (
-            tf.data.Dataset.from_tensor_slices(self.train_arrays)
+            tf.data.Dataset.from_tensor_slices(arrays)
             .shuffle(
-                len(self.train_examples),
-                seed=self.seed,
+                count,
+                seed=seed,
                 reshuffle_each_iteration=True,
             )
             .batch(self.batch_size, drop_remainder=self.drop_remainder)
@@ -115,6 +129,15 @@ class Datasets:
         if self.cap:
             dataset = dataset.repeat()
         return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def steps_per_epoch_of(self, examples=0):
+        """Steps per epoch over the first `examples` training rows (0:
+        all), with `training.steps_per_epoch` as a cap."""
+        count = len(self.train_examples)
+        if examples:
+            count = min(count, int(examples))
+        full = count // self.batch_size or 1
+        return min(full, self.cap or full)
 
     def validation_dataset(self, cache=None):
         """The validation pipeline (in order); with a teacher `cache` of

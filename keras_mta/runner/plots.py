@@ -13,7 +13,8 @@ def write_plots(results, histories, tables, output_dir, terms=None):
 
     Args:
         results: the run's results dict.
-        histories: `{model name: History.history}`.
+        histories: `{model name: History.history}`; the later training
+            seeds' (`"... seed N"`) are left out of the picture.
         tables: `TrajectoryTable`s (before / after MTA), possibly empty.
         output_dir: where the PNGs go.
         terms: optional `{model name: metric names it trained with}`; the
@@ -27,6 +28,13 @@ def write_plots(results, histories, tables, output_dir, terms=None):
         say(f"no plots ({e}); pip install 'keras-mta[plot]'")
         return {}
     paths = {}
+    # The curves of the first training seed (the others are in
+    # results.json): one line per model keeps the picture readable.
+    histories = {
+        name: history
+        for name, history in histories.items()
+        if " seed " not in name
+    }
     try:
         if histories:
             paths["curves"] = analysis.plot_training_curves(

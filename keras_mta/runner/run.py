@@ -7,12 +7,16 @@ import os
 import time
 
 import keras
+import numpy as np
 
+from keras_mta.analysis.paired_differences import variant_differences
 from keras_mta.analysis.results import format_table
+from keras_mta.analysis.results import paired_rows
 from keras_mta.analysis.results import results_rows
 from keras_mta.analysis.results import write_results
 from keras_mta.evaluation.datasets import evaluation_sets
 from keras_mta.evaluation.datasets import rouge_scores
+from keras_mta.evaluation.protocol import evaluate_rouge
 from keras_mta.models.gguf import save_tied_preset
 from keras_mta.models.lora import count_weights
 from keras_mta.models.lora import lora_summary
@@ -27,10 +31,13 @@ from keras_mta.runner.setup import output_dir_of
 from keras_mta.runner.setup import setup_run
 from keras_mta.runner.setup import timed
 from keras_mta.runner.teacher_caches import build_teacher_caches
+from keras_mta.runner.training import EARLY_STOPPING_MONITOR
 from keras_mta.runner.training import ablation_of
 from keras_mta.runner.training import distill_variant
 from keras_mta.runner.training import train_teacher
 from keras_mta.runner.training import validation_loss
+from keras_mta.runner.training_seeds import SeedStarts
+from keras_mta.runner.training_seeds import training_seeds
 from keras_mta.utils import atomic_write
 from keras_mta.utils import say
 
@@ -50,6 +57,86 @@ def _model_entry(name, role, model, valid_loss, seconds, rouge):
         "wall_time_s": seconds,
         "rouge_l": rouge,
     }
+
+
+# Greedy decoding through the protocol's top-p sampler: a nucleus this
+# small keeps the most probable token alone (the sampler always keeps the
+# first), so the sampling seed does not matter.
+GREEDY_TOP_P = 1e-9
+GREEDY_SEED = 0
+
+
+def greedy_rouge(ev, causal_lm, sets, label):
+    """`{dataset: ROUGE-L}` of one model with greedy decoding (the
+    protocol's prompts and lengths, one deterministic pass)."""
+    scores = {}
+    for name, examples in sets.items():
+        result = evaluate_rouge(
+            causal_lm,
+            examples,
+            dataset=name,
+            seeds=(GREEDY_SEED,),
+            max_new_tokens=ev.max_new_tokens,
+            batch_size=ev.batch_size,
+            top_p=GREEDY_TOP_P,
+        )
+        say(f"  {label} (greedy): {result}")
+        scores[name] = result.mean
+    return scores
+
+
+def _seed_run(recipe, student, datasets, sets, seed, history, seconds, label):
+    """What one trained student of one training seed scores."""
+    rouge = rouge_scores(recipe.evaluation, student, sets, label)
+    watched = history.get(EARLY_STOPPING_MONITOR) or history.get("val_loss")
+    return {
+        "seed": seed,
+        "valid_loss": validation_loss(student, datasets.valid),
+        "rouge_l": rouge,
+        "rouge_l_greedy": greedy_rouge(recipe.evaluation, student, sets, label),
+        "epochs": len(history.get("loss", [])),
+        "best_epoch": int(np.argmin(watched)) + 1 if watched else None,
+        "wall_time_s": seconds,
+    }
+
+
+def _student_entry(name, variant, student, seed_runs):
+    """A variant's table entry over its training seeds: means over the
+    seeds, and each seed's figures in `per_seed` (what the paired
+    differences read). ROUGE-L `std` is over training seeds (each the mean
+    of the sampling seeds) when there are several, else over the sampling
+    seeds."""
+    first = seed_runs[0]
+    rouge = {}
+    for dataset, result in first["rouge_l"].items():
+        runs = [run["rouge_l"][dataset] for run in seed_runs]
+        means = [run["mean"] for run in runs]
+        rouge[dataset] = dict(
+            result,
+            scores=[float(v) for v in np.mean([r["scores"] for r in runs], 0)],
+            mean=float(np.mean(means)),
+            std=float(np.std(means) if len(runs) > 1 else result["std"]),
+            training_seed_means=means,
+        )
+    entry = _model_entry(
+        name,
+        variant,
+        student,
+        float(np.mean([run["valid_loss"] for run in seed_runs])),
+        float(sum(run["wall_time_s"] for run in seed_runs)),
+        rouge,
+    )
+    entry["rouge_l_greedy"] = {
+        dataset: float(
+            np.mean([r["rouge_l_greedy"][dataset] for r in seed_runs])
+        )
+        for dataset in first["rouge_l_greedy"]
+    }
+    entry["per_seed"] = [
+        dict(run, rouge_l={k: v["mean"] for k, v in run["rouge_l"].items()})
+        for run in seed_runs
+    ]
+    return entry
 
 
 def run_distill(recipe, tiny=False, output_dir=None):
@@ -101,6 +188,9 @@ def run_distill(recipe, tiny=False, output_dir=None):
                 rouge_scores(recipe.evaluation, teacher, sets, "teacher"),
             )
         )
+        entries[-1]["rouge_l_greedy"] = greedy_rouge(
+            recipe.evaluation, teacher, sets, "teacher"
+        )
 
         caches = None
         if recipe.distillation.teacher_cache:
@@ -112,44 +202,70 @@ def run_distill(recipe, tiny=False, output_dir=None):
                 datasets,
                 output_dir,
             )
-        initial = student.get_weights()
         if "mta" in recipe.distillation.compare:
             tables.append(
                 measure_trajectory(teacher, student, datasets, plan, "before")
             )
-        for variant in recipe.distillation.compare:
-            # Same start, same data order. (Not `set_random_seed` here: it
-            # clears TensorFlow's kernel cache, destroying the tf-text
-            # tokenizer resources that live pipelines use.)
-            student.set_weights(initial)
-            _, history, seconds = distill_variant(
-                recipe, variant, teacher, student, plan, datasets, caches
-            )
-            name = f"student ({variant.upper()})"
-            histories[name] = history
-            terms[name] = ABLATION_TERMS[ablation_of(recipe, variant)]
-            entries.append(
-                _model_entry(
-                    name,
+        seeds = training_seeds(recipe.training)
+        starts = SeedStarts(recipe.student, student)
+        runs = {variant: [] for variant in recipe.distillation.compare}
+        for index, seed in enumerate(seeds):
+            say(f"training seed {seed} ({index + 1} of {len(seeds)})")
+            for variant in recipe.distillation.compare:
+                # Same start, same data order for every variant of a seed:
+                # the differences between variants are paired. (Not
+                # `set_random_seed` here: it clears TensorFlow's kernel
+                # cache, destroying the tf-text tokenizer resources that
+                # live pipelines use.)
+                student.set_weights(starts.weights(index))
+                _, history, seconds = distill_variant(
+                    recipe,
                     variant,
+                    teacher,
                     student,
-                    validation_loss(student, datasets.valid),
-                    seconds,
-                    rouge_scores(recipe.evaluation, student, sets, name),
+                    plan,
+                    datasets,
+                    caches,
+                    seed=seed,
                 )
-            )
-            if variant == "mta":
-                tables.append(
-                    measure_trajectory(
-                        teacher, student, datasets, plan, "after MTA"
+                name = f"student ({variant.upper()})"
+                label = name if index == 0 else f"{name} seed {seed}"
+                histories[label] = history
+                terms[label] = ABLATION_TERMS[ablation_of(recipe, variant)]
+                runs[variant].append(
+                    _seed_run(
+                        recipe,
+                        student,
+                        datasets,
+                        sets,
+                        seed,
+                        history,
+                        seconds,
+                        label,
                     )
                 )
-                preset = os.path.join(output_dir, "mta_student")
-                save_tied_preset(student, preset)
-                merged = " (LoRA merged)" if lora_summary(student) else ""
-                say(
-                    f"MTA student saved as a keras-hub preset{merged}: {preset}"
+                if variant == "mta" and index == len(seeds) - 1:
+                    tables.append(
+                        measure_trajectory(
+                            teacher, student, datasets, plan, "after MTA"
+                        )
+                    )
+                    preset = os.path.join(output_dir, "mta_student")
+                    save_tied_preset(student, preset)
+                    merged = " (LoRA merged)" if lora_summary(student) else ""
+                    say(
+                        "MTA student saved as a keras-hub preset"
+                        f"{merged}: {preset}"
+                    )
+        for variant, seed_runs in runs.items():
+            entries.append(
+                _student_entry(
+                    f"student ({variant.upper()})",
+                    variant,
+                    student,
+                    seed_runs,
                 )
+            )
 
     results = {
         "recipe": recipe.name,
@@ -165,6 +281,9 @@ def run_distill(recipe, tiny=False, output_dir=None):
         # What trained in the students when `student.lora_rank > 0`.
         "student_lora": lora_summary(student),
         "models": entries,
+        "training_seeds": seeds,
+        # KD - SFT and MTA - KD over the training seeds (issue 22).
+        "paired_differences": variant_differences(entries),
         "histories": histories,
         "data": {
             "train_report": str(run.reports["train"]),
@@ -184,6 +303,9 @@ def run_distill(recipe, tiny=False, output_dir=None):
     )
     # The table is the run's result, printed even when progress is quiet.
     print(format_table(results_rows(results)), flush=True)
+    if results["paired_differences"]:
+        print(flush=True)
+        print(format_table(paired_rows(results)), flush=True)
     say(f"results: {json_path}, {md_path}")
     say(f"total wall time {results['wall_time_s']:.0f} s")
     return results

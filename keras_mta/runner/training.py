@@ -159,6 +159,32 @@ RECIPE_REMEDY = (
 )
 
 
+# The validation metric early stopping watches: the student's own
+# cross-entropy on the validation responses, logged by every variant (the
+# total loss of KD and MTA holds their other terms too).
+EARLY_STOPPING_MONITOR = "val_ce"
+
+
+def early_stopping_of(training):
+    """The Keras callbacks of a recipe's early stopping: `[]` when
+    `training.early_stopping_patience` is 0, else one
+    `keras.callbacks.EarlyStopping` on the validation cross-entropy that
+    restores the best epoch's weights (also when the epoch cap ends the
+    training first)."""
+    if not training.early_stopping_patience:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=EARLY_STOPPING_MONITOR,
+            mode="min",
+            patience=int(training.early_stopping_patience),
+            min_delta=float(training.early_stopping_min_delta),
+            restore_best_weights=True,
+            start_from_epoch=0,
+        )
+    ]
+
+
 def fit(
     model,
     train,
@@ -166,14 +192,15 @@ def fit(
     epochs,
     steps_per_epoch,
     what="the model",
-    callbacks=None,
+    callbacks=(),
 ):
     """`model.fit` on tf.data pipelines (shuffled by the pipeline itself)
     or a `StudentGeneratedDataset`, with optional Keras `callbacks`;
     returns the `History`. A `DistillationModel` stops at the first NaN or
     infinite loss, term or gradient with a `NonFiniteError` (a
     `ValueError`, printed by the command line) that names the terms, the
-    step and `what` was being trained."""
+    step and `what` was being trained. `callbacks` go to `fit` (early
+    stopping: `early_stopping_of`)."""
     try:
         return model.fit(
             train,
@@ -184,7 +211,7 @@ def fit(
             # `shuffle=True` with a tf.data dataset.
             shuffle=False,
             verbose=fit_verbosity(),
-            callbacks=callbacks,
+            callbacks=list(callbacks),
         )
     except NonFiniteError as error:
         raise error.with_remedy(RECIPE_REMEDY, f"Training {what}") from None
@@ -204,7 +231,8 @@ def train_teacher(recipe, teacher, datasets):
             learning_rate=training.teacher_learning_rate,
         )
     )
-    say(f"fine-tuning the teacher for {training.teacher_epochs} epochs")
+    cap = "at most " if training.early_stopping_patience else ""
+    say(f"fine-tuning the teacher for {cap}{training.teacher_epochs} epochs")
     history, seconds = timed(
         fit,
         model,
@@ -213,12 +241,13 @@ def train_teacher(recipe, teacher, datasets):
         training.teacher_epochs,
         datasets.steps_per_epoch,
         what="the teacher",
+        callbacks=early_stopping_of(training),
     )
     return history.history, seconds
 
 
 def distill_variant(
-    recipe, variant, teacher, student, plan, datasets, caches=None
+    recipe, variant, teacher, student, plan, datasets, caches=None, seed=None
 ):
     """Train one student variant; returns `(model, history, seconds)`.
 
@@ -227,23 +256,34 @@ def distill_variant(
         datasets: the run's `Datasets`.
         caches: optional `{"train": TeacherCache, "valid": TeacherCache}`;
             the variants with a teacher then train from the cache.
+        seed: the training seed of the data order (default
+            `training.seed`); with `training.early_stopping_patience`
+            the student trains until its validation cross-entropy stops
+            improving (`training.epochs` a cap) and keeps its best weights;
+            with `training.student_examples` it sees that many training
+            rows only.
     """
     variant = variant_name(variant)
     epochs = recipe.training.epochs
+    share = recipe.training.student_examples  # issue 22: students' share
+    steps_per_epoch = datasets.steps_per_epoch_of(share)
     from_cache = caches is not None and variant != "sft"
     if from_cache:
         teacher = CachedTeacher.from_cache(caches["train"])
-        train = datasets.training_dataset(caches["train"])
+        train = datasets.training_dataset(
+            caches["train"], seed=seed, examples=share
+        )
         valid = datasets.validation_dataset(caches["valid"])
     else:
-        train, valid = datasets.training_dataset(), datasets.valid
+        train = datasets.training_dataset(seed=seed, examples=share)
+        valid = datasets.valid
     model = build_variant_model(
         recipe,
         variant,
         teacher,
         student,
         plan,
-        datasets.steps_per_epoch * epochs,
+        steps_per_epoch * epochs,
     )
     # The whole dataset must hold every unit kind the model's terms align
     # (otherwise their loss is a silent 0): checked over the statistics of
@@ -254,15 +294,25 @@ def distill_variant(
     # Training on the student's own outputs (training.student_generation;
     # the recipe refuses it with a teacher cache): a StudentGeneratedDataset
     # and its callbacks replace the training pipeline.
-    callbacks, responder = None, None
+    callbacks, responder = [], None
     generation = recipe.training.student_generation.mode
     if generation != "off" and variant != "sft":
         from keras_mta.runner.student_generation import student_generation
 
+        if share:
+            raise ValueError(
+                "training.student_examples (the students' share of the "
+                "training data) does not yet apply to student generation, "
+                "which draws its prompts from all training examples: set "
+                "training.student_examples=0 or "
+                "training.student_generation.mode=off."
+            )
         train, callbacks, responder = student_generation(
-            recipe, datasets, student, datasets.steps_per_epoch * epochs
+            recipe, datasets, student, steps_per_epoch * epochs
         )
+        callbacks = list(callbacks)
         source += f" with {generation} student generation"
+    callbacks += early_stopping_of(recipe.training)  # issue 22
     say(f"training the student: {variant}{source}")
     try:
         history, seconds = timed(
@@ -271,7 +321,7 @@ def distill_variant(
             train,
             valid,
             epochs,
-            datasets.steps_per_epoch,
+            steps_per_epoch,
             what=f"the {variant} student",
             callbacks=callbacks,
         )

@@ -30,6 +30,8 @@ TEST_SIZE = [
     "training.epochs=1",
     "training.teacher_epochs=1",
     "training.steps_per_epoch=3",
+    "training.seeds=[1, 2]",
+    "training.early_stopping_patience=1",
     "evaluation.max_examples=4",
     "evaluation.seeds=[10, 20]",
     "evaluation.max_new_tokens=4",
@@ -93,6 +95,24 @@ def test_distill_writes_every_output(run):
         assert 0.0 <= score["mean"] <= 100.0
         assert entry["valid_loss"] > 0
         assert entry["parameters"] > 0
+    # Two training seeds per student, paired: KD - SFT and MTA - KD on
+    # validation loss and on sampled and greedy ROUGE-L, with words.
+    assert results["training_seeds"] == [1, 2]
+    for entry in results["models"][1:]:
+        assert [run["seed"] for run in entry["per_seed"]] == [1, 2]
+        assert set(entry["rouge_l_greedy"]) == {"valid"}
+    differences = results["paired_differences"]
+    assert {(d["comparison"], d["metric"]) for d in differences} == {
+        (comparison, metric)
+        for comparison in ("KD - SFT", "MTA - KD")
+        for metric in (
+            "valid loss",
+            "ROUGE-L valid (sampled)",
+            "ROUGE-L valid (greedy)",
+        )
+    }
+    assert all(d["n"] == 2 and d["low"] <= d["high"] for d in differences)
+    assert "| MTA - KD | valid loss |" in proc.stdout
     # Students are smaller than the teacher and share one size.
     sizes = [m["parameters"] for m in results["models"]]
     assert sizes[1] == sizes[2] == sizes[3] < sizes[0]

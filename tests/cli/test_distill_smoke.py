@@ -28,6 +28,7 @@ SMOKE_SIZE = [
     "training.steps_per_epoch=2",
     "evaluation.max_examples=2",
     "evaluation.seeds=[10]",
+    "training.seeds=[1]",
     "evaluation.max_new_tokens=2",
     "distillation.compare=['mta']",
     "name=smoke",
