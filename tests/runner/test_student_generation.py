@@ -24,20 +24,29 @@ class Responder(FakeResponder):
         self.closed = True
 
 
-def run_distill_variant(monkeypatch, mode, variant="mta"):
+def run_distill_variant(monkeypatch, mode, variant="mta", **training_fields):
     arrays, prompts = examples(8)
     datasets = types.SimpleNamespace(
         train_arrays=arrays,
         train_examples=[types.SimpleNamespace(prompt=p) for p in prompts],
         batch_size=4,
         steps_per_epoch=2,
+        steps_per_epoch_of=lambda examples=0: 2,
         valid="valid batches",
-        training_dataset=lambda cache=None: "ground-truth pipeline",
+        training_dataset=lambda cache=None, seed=None, examples=0: (
+            "ground-truth pipeline"
+        ),
         train_statistics=types.SimpleNamespace(check_units=lambda *a, **k: 0),
         valid_statistics=types.SimpleNamespace(check_units=lambda *a, **k: 0),
     )
     recipe = recipe_from_dict(
-        {"training": {"epochs": 3, "student_generation": {"mode": mode}}}
+        {
+            "training": {
+                "epochs": 3,
+                "student_generation": {"mode": mode},
+                **training_fields,
+            }
+        }
     )
     responder = Responder()
     monkeypatch.setattr(
@@ -82,4 +91,9 @@ def test_on_policy_needs_no_validation_callback(monkeypatch):
 def test_off_or_sft_trains_on_the_data(monkeypatch, mode, variant):
     seen, _ = run_distill_variant(monkeypatch, mode, variant)
     assert seen["train"] == "ground-truth pipeline"
-    assert seen["callbacks"] is None
+    assert seen["callbacks"] == []  # early stopping is off in this recipe
+
+
+def test_generation_with_a_students_share_is_refused(monkeypatch):
+    with pytest.raises(ValueError, match="student_examples=0"):
+        run_distill_variant(monkeypatch, "adaptive", student_examples=4)
