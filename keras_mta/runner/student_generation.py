@@ -9,9 +9,10 @@ from keras_mta.generation import GenerationSchedule
 from keras_mta.generation import StudentGeneratedDataset
 
 
-def make_responder(recipe, datasets, student):
+def make_responder(recipe, datasets, student, seed):
     """The recipe's sampler of student responses (a
-    `keras_mta.generation.StudentResponses` on the run's preprocessor)."""
+    `keras_mta.generation.StudentResponses` on the run's preprocessor),
+    its draws seeded by the run's training `seed`."""
     from keras_mta.generation.student_responses import StudentResponses
 
     generation = recipe.training.student_generation
@@ -21,12 +22,12 @@ def make_responder(recipe, datasets, student):
         temperature=generation.temperature,
         top_k=generation.top_k,
         top_p=generation.top_p,
-        seed=recipe.training.seed,
+        seed=seed,
         n_process=generation.n_process,
     )
 
 
-def student_generation(recipe, datasets, student, total_steps):
+def student_generation(recipe, datasets, student, total_steps, seed=None):
     """The training data and callbacks of a run that trains on the
     student's own outputs.
 
@@ -37,6 +38,9 @@ def student_generation(recipe, datasets, student, total_steps):
             examples, their prompts, the validation pipeline).
         student: the student CausalLM (it samples the responses).
         total_steps: batches of the whole training.
+        seed: the run's training seed (default `training.seed`): the
+            schedule's draws, the data order and the responses' sampling,
+            so that each of `training.seeds` is its own paired run.
 
     Returns:
         `(dataset, callbacks, responder)`: the `StudentGeneratedDataset`
@@ -45,7 +49,7 @@ def student_generation(recipe, datasets, student, total_steps):
         training, when it has `close`).
     """
     generation = recipe.training.student_generation
-    seed = recipe.training.seed
+    seed = recipe.training.seed if seed is None else seed
     prompts = [example.prompt for example in datasets.train_examples]
     rows = len(np.asarray(datasets.train_arrays[1]))
     if rows != len(prompts):
@@ -64,7 +68,7 @@ def student_generation(recipe, datasets, student, total_steps):
         on_policy_fraction=generation.on_policy_fraction,
         seed=seed,
     )
-    responder = make_responder(recipe, datasets, student)
+    responder = make_responder(recipe, datasets, student, seed)
     dataset = StudentGeneratedDataset(
         datasets.train_arrays,
         prompts,

@@ -308,7 +308,7 @@ def distill_variant(
                 "training.student_generation.mode=off."
             )
         train, callbacks, responder = student_generation(
-            recipe, datasets, student, steps_per_epoch * epochs
+            recipe, datasets, student, steps_per_epoch * epochs, seed=seed
         )
         callbacks = list(callbacks)
         source += f" with {generation} student generation"

@@ -24,7 +24,9 @@ class Responder(FakeResponder):
         self.closed = True
 
 
-def run_distill_variant(monkeypatch, mode, variant="mta", **training_fields):
+def run_distill_variant(
+    monkeypatch, mode, variant="mta", seed=None, **training_fields
+):
     arrays, prompts = examples(8)
     datasets = types.SimpleNamespace(
         train_arrays=arrays,
@@ -50,7 +52,9 @@ def run_distill_variant(monkeypatch, mode, variant="mta", **training_fields):
     )
     responder = Responder()
     monkeypatch.setattr(
-        runner_generation, "make_responder", lambda *args: responder
+        runner_generation,
+        "make_responder",
+        lambda *args: setattr(responder, "seed", args[-1]) or responder,
     )
     monkeypatch.setattr(
         training,
@@ -64,7 +68,9 @@ def run_distill_variant(monkeypatch, mode, variant="mta", **training_fields):
         return types.SimpleNamespace(history={})
 
     monkeypatch.setattr(training, "fit", fit)
-    training.distill_variant(recipe, variant, None, None, None, datasets)
+    training.distill_variant(
+        recipe, variant, None, None, None, datasets, seed=seed
+    )
     return seen, responder
 
 
@@ -97,3 +103,13 @@ def test_off_or_sft_trains_on_the_data(monkeypatch, mode, variant):
 def test_generation_with_a_students_share_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="student_examples=0"):
         run_distill_variant(monkeypatch, "adaptive", student_examples=4)
+
+
+def test_each_training_seed_seeds_the_generation(monkeypatch):
+    # training.seeds: each seed's run draws its own schedule, data order
+    # and responses; without a seed, training.seed does.
+    seen, responder = run_distill_variant(monkeypatch, "adaptive", seed=7)
+    assert seen["train"].schedule.seed == 7 and responder.seed == 7
+    assert seen["train"].seed == 7
+    seen, responder = run_distill_variant(monkeypatch, "adaptive")
+    assert seen["train"].schedule.seed == 42 and responder.seed == 42
