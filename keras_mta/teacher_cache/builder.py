@@ -15,6 +15,12 @@ import keras
 import numpy as np
 
 from keras_mta.losses.divergences import check_temperature
+from keras_mta.models.cross_tokenizer_teacher import MODEL_KEYS as TEACHER_KEYS
+from keras_mta.models.cross_tokenizer_teacher import CrossTokenizerTeacher
+from keras_mta.models.teacher_source import TEACHER_TOKENIZER_KEYS
+from keras_mta.teacher_cache.cached_cross_tokenizer_teacher import (
+    describe_cross_tokenizer_teacher,
+)
 from keras_mta.teacher_cache.keys import ENTROPY_WEIGHTS
 from keras_mta.teacher_cache.keys import LOG_REST
 from keras_mta.teacher_cache.keys import TOP_K_INDICES
@@ -25,6 +31,7 @@ from keras_mta.teacher_cache.signals import TeacherSignals
 from keras_mta.teacher_cache.store import STORAGE_DTYPES
 from keras_mta.teacher_cache.store import TeacherCache
 from keras_mta.teacher_cache.store import format_bytes
+from keras_mta.teacher_cache.tokenizer_identity import tokenizer_identity
 
 
 def _sha256_arrays(arrays):
@@ -56,8 +63,13 @@ def data_fingerprint(x):
     )
 
 
-def cache_key(teacher, x, layers, top_k, dtype, temperature):
-    """The key of a cache: teacher, data, plan layers and settings."""
+def cache_key(teacher, x, layers, top_k, dtype, temperature, tokenizer=None):
+    """The key of a cache: teacher, data, plan layers and settings.
+
+    `x` holds the tokens the teacher reads (`token_ids`, `padding_mask`);
+    `tokenizer`, the `tokenizer_identity` of a teacher with its own
+    tokenizer (None: the student's tokens, and the key of a cache on them is
+    what it always was)."""
     fields = {
         "teacher": teacher_fingerprint(teacher),
         "data": data_fingerprint(x),
@@ -66,6 +78,8 @@ def cache_key(teacher, x, layers, top_k, dtype, temperature):
         "dtype": dtype,
         "temperature": float(temperature),
     }
+    if tokenizer is not None:
+        fields["teacher_tokenizer"] = tokenizer["sha256"]
     return hashlib.sha256(
         json.dumps(fields, sort_keys=True).encode()
     ).hexdigest()
@@ -116,6 +130,7 @@ def build_teacher_cache(
     batch_size=8,
     chunk_size=64,
     verbose=True,
+    preprocessor=None,
 ):
     """Run `teacher` once over `x` and store its signals on disk.
 
@@ -134,8 +149,21 @@ def build_teacher_cache(
     that are missing or of the wrong size (delete a chunk that a read
     reported damaged, and build again to rewrite just that one).
 
+    A teacher with its own tokenizer (a
+    `keras_mta.models.CrossTokenizerTeacher`, with the `x` of
+    `DistillationPreprocessor(student_preprocessor, teacher_preprocessor)`)
+    is run on its own tokens (`teacher_token_ids`, `teacher_padding_mask`)
+    and every signal above is stored there, at every teacher position; the
+    teacher's units and the KD pairing `teacher_positions` stay in `x`, and
+    the stream brings them to the model (see
+    `keras_mta.teacher_cache.cached_cross_tokenizer_teacher` for why). The
+    key then also holds the teacher tokenizer's identity (`preprocessor`)
+    and hashes the teacher's tokens instead of the student's, and the
+    cache gives a `CachedCrossTokenizerTeacher`.
+
     Args:
-        teacher: a keras-hub `CausalLM`.
+        teacher: a keras-hub `CausalLM` (it reads the student's tokens), or
+            a `keras_mta.models.CrossTokenizerTeacher` (its own tokens).
         plan: the `AlignmentPlan` (its `teacher_layers` are cached).
         x: dict of NumPy arrays with `token_ids` and `padding_mask`
             `(num_examples, seq_len)`, e.g. the `x` of the training
@@ -150,6 +178,10 @@ def build_teacher_cache(
         batch_size: teacher batch size.
         chunk_size: examples per chunk file.
         verbose: print the size and a progress bar.
+        preprocessor: with a `CrossTokenizerTeacher`, the
+            `keras_mta.DistillationPreprocessor` that made `x` (or its
+            teacher's keras-hub preprocessor): the identity of the teacher's
+            tokenizer goes into the key and the cache. Unused otherwise.
 
     Returns:
         The complete `TeacherCache`; `CachedTeacher.from_cache(cache)` is
@@ -160,6 +192,18 @@ def build_teacher_cache(
             f"`dtype` must be one of {STORAGE_DTYPES}, got {dtype!r}."
         )
     check_temperature(temperature)
+    source, tokenizer = None, None
+    if isinstance(teacher, CrossTokenizerTeacher):
+        source, teacher = teacher, teacher.model
+        tokenizer = _teacher_tokenizer(preprocessor)
+        x = _teacher_tokens(x)
+    elif any(key in x for key in TEACHER_TOKENIZER_KEYS):
+        raise ValueError(
+            "`x` holds the teacher's own tokens (`teacher_token_ids`, ...): "
+            "the teacher tokenizes differently from the student. Wrap it as "
+            "`keras_mta.models.CrossTokenizerTeacher(teacher)` and pass "
+            "`preprocessor=` (the DistillationPreprocessor that made `x`)."
+        )
     for name in ("token_ids", "padding_mask"):
         if name not in x:
             raise ValueError(
@@ -172,7 +216,13 @@ def build_teacher_cache(
     layers = list(plan.teacher_layers)
     signals = TeacherSignals(teacher, layers, top_k, temperature)
     description = signals.description
-    key = cache_key(teacher, x, layers, top_k, dtype, temperature)
+    metadata = {}
+    if source is not None:
+        description = describe_cross_tokenizer_teacher(
+            description, source, tokenizer
+        )
+        metadata["teacher_class"] = type(description).__name__
+    key = cache_key(teacher, x, layers, top_k, dtype, temperature, tokenizer)
     path = os.path.join(directory, key[:16])
     cache = TeacherCache.create(
         path,
@@ -185,6 +235,7 @@ def build_teacher_cache(
             "plan": plan.get_config(),
             "sequence_length": int(sequence_length),
             "dtype": dtype,
+            **metadata,
         },
     )
     if verbose and cache.recorded_chunks:
@@ -254,6 +305,34 @@ def build_teacher_cache(
             flush=True,
         )
     return cache
+
+
+def _teacher_tokenizer(preprocessor):
+    if preprocessor is None:
+        raise ValueError(
+            "Caching a CrossTokenizerTeacher needs `preprocessor=`: the "
+            "DistillationPreprocessor that made `x` (or the teacher's "
+            "keras-hub preprocessor), whose teacher tokenizer goes into the "
+            "cache's key, so that the cache is refused for another one."
+        )
+    return tokenizer_identity(preprocessor)
+
+
+def _teacher_tokens(x):
+    """The teacher's own tokens of `x`, under the names the teacher reads."""
+    missing = [k for k in TEACHER_KEYS if k not in x]
+    if missing:
+        raise ValueError(
+            f"`x` lacks {missing}: a CrossTokenizerTeacher reads its own "
+            "tokens. Give the inputs of `DistillationPreprocessor("
+            "student_preprocessor, teacher_preprocessor)` with two different "
+            "tokenizers (it makes no `teacher_*` inputs when the two "
+            "tokenize alike: then cache the teacher itself)."
+        )
+    return {
+        "token_ids": x["teacher_token_ids"],
+        "padding_mask": x["teacher_padding_mask"],
+    }
 
 
 def _pad_rows(array, rows):

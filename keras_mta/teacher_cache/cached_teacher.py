@@ -19,6 +19,9 @@ from keras_mta.teacher_cache.keys import TOP_K_INDICES
 from keras_mta.teacher_cache.keys import TOP_K_LOG_PROBS
 from keras_mta.teacher_cache.keys import hidden_key
 from keras_mta.teacher_cache.keys import importance_key
+from keras_mta.teacher_cache.tokenizer_identity import describe_identity
+from keras_mta.teacher_cache.tokenizer_identity import teacher_side
+from keras_mta.teacher_cache.tokenizer_identity import tokenizer_identity
 
 
 @keras.saving.register_keras_serializable(package="keras_mta")
@@ -33,7 +36,8 @@ class CachedTeacher(TeacherSource):
     inputs (keys in `keras_mta.teacher_cache.keys`), and KD uses the
     divergence's top-k form (`divergence.top_k`) on the cached top-k
     log-probabilities. The cache was built on the student's `token_ids`
-    (same tokenizer and vocabulary).
+    (same tokenizer and vocabulary); the cache of a teacher with its own
+    tokenizer gives a `CachedCrossTokenizerTeacher` (`from_cache`).
 
     Args:
         name: the teacher's name (for messages).
@@ -128,6 +132,10 @@ class CachedTeacher(TeacherSource):
                 "reverse_kl, jensen_shannon, total_variation, "
                 "skew_forward_kl, skew_reverse_kl), or `use_kd=False`."
             )
+        self.check_temperature(divergence)
+
+    def check_temperature(self, divergence):
+        """Raise unless `divergence` runs at the cache's temperature."""
         own = float(getattr(divergence, "temperature", 1.0))
         if own != self.temperature:
             raise ValueError(
@@ -161,6 +169,11 @@ class CachedTeacher(TeacherSource):
         "adds the teacher's signals."
     )
 
+    def padding_mask(self, inputs):
+        """The padding mask of the tokens the signals lie on (the
+        student's: one tokenizer)."""
+        return inputs["padding_mask"]
+
     def outputs(self, inputs, layers, needs):
         slots = self._slots(layers)
         importance = None
@@ -168,7 +181,7 @@ class CachedTeacher(TeacherSource):
             importance = [inputs[importance_key(k)] for k in slots]
         weights = None
         if "entropy_weights" in needs:
-            mask = ops.cast(inputs["padding_mask"], "float32")
+            mask = ops.cast(self.padding_mask(inputs), "float32")
             weights = ops.stop_gradient(
                 ops.cast(inputs[ENTROPY_WEIGHTS], "float32") * mask
             )
@@ -210,16 +223,51 @@ class CachedTeacher(TeacherSource):
     def from_config(cls, config):
         return cls(**config)
 
+    def check_preprocessor(self, preprocessor):
+        """Raise when `preprocessor` makes inputs this cache cannot teach
+        from: here (a cache on the student's tokens) a
+        `DistillationPreprocessor` whose teacher has its own tokenizer."""
+        if teacher_side(preprocessor) is not None:
+            raise ValueError(
+                f"The teacher cache of {self.name!r} was built on the "
+                "student's tokens (one tokenizer), but the preprocessor "
+                "tokenizes the teacher's side with its own tokenizer "
+                f"({describe_identity(tokenizer_identity(preprocessor))}). "
+                "Build a cache for this pairing: "
+                "`build_teacher_cache(CrossTokenizerTeacher(teacher), plan, "
+                "x, directory, preprocessor=preprocessor)`."
+            )
+
     @classmethod
-    def from_cache(cls, cache):
-        """The teacher described in a `keras_mta.TeacherCache`."""
-        config = (getattr(cache, "metadata", None) or {}).get("teacher")
+    def from_cache(cls, cache, preprocessor=None):
+        """The teacher described in a `keras_mta.TeacherCache`.
+
+        A cache built for a teacher with its own tokenizer gives a
+        `CachedCrossTokenizerTeacher`.
+
+        Args:
+            cache: a `keras_mta.TeacherCache`.
+            preprocessor: optional `keras_mta.DistillationPreprocessor`
+                (or the teacher's keras-hub preprocessor) that makes the
+                inputs the model trains on: checked against the tokenizer
+                the cache was built for (`check_preprocessor`).
+        """
+        metadata = getattr(cache, "metadata", None) or {}
+        config = metadata.get("teacher")
         if config is None:
             raise ValueError(
                 f"{cache!r} holds no teacher description (metadata "
                 "'teacher'); build it with keras_mta.build_teacher_cache."
             )
-        return cls.from_config(config)
+        if metadata.get("teacher_class") == "CachedCrossTokenizerTeacher":
+            # Imported here: the sibling class derives from this one.
+            from keras_mta.teacher_cache import cached_cross_tokenizer_teacher
+
+            cls = cached_cross_tokenizer_teacher.CachedCrossTokenizerTeacher
+        teacher = cls.from_config(config)
+        if preprocessor is not None:
+            teacher.check_preprocessor(preprocessor)
+        return teacher
 
     def __repr__(self):
         return (
