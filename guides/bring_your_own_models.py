@@ -402,4 +402,36 @@ What changes, and what does not:
 - **One tokenizer stays one.** When both preprocessors tokenize alike the
   preprocessor makes no `teacher_*` inputs: pass the teacher itself, and
   the model keeps the paper's token-level HRA.
+
+**Caching a teacher from another family.** Such a teacher can be run once
+and cached like any other: `build_teacher_cache` takes the
+`CrossTokenizerTeacher` and the preprocessor, runs the teacher on its own
+tokens, and stores there, at every teacher position, its hidden states at
+the plan's teacher layers, its token importance and entropy weights (on
+`teacher_padding_mask`) and its top-k next-token log-probabilities. The
+pairing with the student is not stored: the teacher's units and
+`teacher_positions` stay in the inputs, and KD gathers the cached
+log-probabilities at the student's positions at each step, so one cache
+serves every student of that teacher. The cache's key holds the teacher
+tokenizer's identity (class, vocabulary, merges or SentencePiece model,
+special tokens, sequence length) and the teacher's tokens;
+`CachedTeacher.from_cache(cache, preprocessor=preprocessor)` refuses a
+cache built for another teacher tokenizer, naming both. A cross-vocabulary
+divergence such as ULD gets the teacher's law rebuilt from the top k (the
+rest mass spread over the other tokens): exact with `top_k` equal to the
+teacher's vocabulary size, within twice the rest mass per position below
+it.
+
+```python
+cache = keras_mta.build_teacher_cache(
+    keras_mta.models.CrossTokenizerTeacher(teacher), plan, x,
+    "teacher_cache/", top_k=teacher_vocabulary_size,
+    preprocessor=preprocessor,
+)
+model = keras_mta.DistillationModel(
+    keras_mta.CachedTeacher.from_cache(cache, preprocessor=preprocessor),
+    student, plan=plan, divergence="uld",
+)
+model.fit(cache.dataset((x, y, sample_weight), batch_size=8))
+```
 """
