@@ -122,11 +122,16 @@ def _first_rows(prompts, arrays, count):
 
 def generation_summary(dataset):
     """One line on the batches a `StudentGeneratedDataset` gave the steps
-    trained: how many were generated, replayed and ground truth (with
-    their fractions), and the threshold and replay buffer at the end."""
+    trained (after `fit`: the steps before its `initial_step`): how many
+    were generated, replayed and ground truth (with their fractions), and
+    the threshold and replay buffer at the end."""
     counts = {source: 0 for source in SOURCES}
-    for source in dataset.sources.values():
-        counts[source] += 1
+    # After `fit`, `initial_step` is the first step not trained: batches
+    # made past it (TensorFlow's prefetching, let go when training ends)
+    # do not count.
+    for step, source in dataset.sources.items():
+        if step < dataset.initial_step:
+            counts[source] += 1
     total = max(sum(counts.values()), 1)
     parts = [
         f"{counts[source]} {SOURCE_WORDS[source]} "

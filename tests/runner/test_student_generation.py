@@ -157,13 +157,21 @@ def test_a_variant_suffix_switches_generation_on(
 def test_the_run_says_what_the_batches_were(monkeypatch):
     seen, _ = run_distill_variant(monkeypatch, "on_policy")
     dataset = seen["train"]
-    dataset.sources = {0: "generate", 1: "ground_truth", 2: "ground_truth"}
+    # Step 3 was made ahead (prefetched) but never trained on.
+    dataset.sources = {
+        0: "generate",
+        1: "ground_truth",
+        2: "ground_truth",
+        3: "generate",
+    }
+    dataset.initial_step = 3
     assert runner_generation.generation_summary(dataset) == (
         "3 batches: 1 generated (33%), 0 replayed (0%), 2 ground truth (67%)"
     )
     seen, _ = run_distill_variant(monkeypatch, "adaptive")
     dataset = seen["train"]
     dataset.sources = {0: "replay"}
+    dataset.initial_step = 1
     dataset.schedule.threshold = 0.2
     assert runner_generation.generation_summary(dataset) == (
         "1 batches: 0 generated (0%), 1 replayed (100%), 0 ground truth "
