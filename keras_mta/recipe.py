@@ -33,6 +33,7 @@ from keras_mta.data.toy_world import TOY_WORLD
 from keras_mta.models.alignment_plan import AlignmentPlan
 from keras_mta.models.variants import ABLATIONS
 from keras_mta.models.variants import DIVERGENCES
+from keras_mta.models.variants import GENERATION_SUFFIXES
 from keras_mta.models.variants import VARIANT_ALIASES
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import variant_names
@@ -104,7 +105,9 @@ ARCHITECTURE = Of(
 VARIANT_LIST = Of(
     list,
     f"a non-empty list of variants from {list(VARIANTS)} (older names "
-    f"{sorted(VARIANT_ALIASES)} are read as these)",
+    f"{sorted(VARIANT_ALIASES)} are read as these), each but sft "
+    f"optionally with a generation suffix {list(GENERATION_SUFFIXES)} "
+    "after a `+`",
     _variants_ok,
 )
 OUTPUT_DIR = Of(
@@ -347,7 +350,10 @@ class DistillationSpec:
         "variants trained from the same student start and compared: sft, "
         "kd, kd_dsa, kd_hra, mta, mta_word_units, mta_phrase_units (older "
         "names dsa_only, hra_only, word_units_only, phrase_units_only, "
-        "kd_only, full_mta are read as these).",
+        "kd_only, full_mta are read as these); a `+adaptive` or "
+        "`+on_policy` suffix (e.g. mta+adaptive) trains that variant on "
+        "the student's own outputs with training.student_generation's "
+        "settings in that mode.",
         rule=VARIANT_LIST,
     )
     teacher_cache: str = _field(
@@ -795,18 +801,31 @@ def _joint_problems(recipe, bad):
         )
     problems += _holdout_problems(recipe, ok)
     generation = recipe.training.student_generation
+    # Issue 20: a `+adaptive` / `+on_policy` variant generates too.
+    suffixed = [v for v in recipe.distillation.compare if "+" in str(v)]
+    generating = (
+        f"training.student_generation.mode is {generation.mode!r}"
+        if generation.mode != "off"
+        else f"distillation.compare has {suffixed}"
+    )
     if ok(
-        "training.student_generation.mode", "distillation.teacher_cache"
-    ) and (generation.mode != "off" and recipe.distillation.teacher_cache):
+        "training.student_generation.mode",
+        "distillation.teacher_cache",
+        "distillation.compare",
+    ) and (
+        (generation.mode != "off" or suffixed)
+        and recipe.distillation.teacher_cache
+    ):
         problems.append(
-            f"training.student_generation.mode is {generation.mode!r} but "
+            f"{generating} but "
             "distillation.teacher_cache is "
             f"{recipe.distillation.teacher_cache!r}: student-generated "
             "responses need a live teacher to score them, and a teacher "
             "cache holds the teacher's signals for the data's own "
             "responses only. Fix: empty distillation.teacher_cache (--set "
             "distillation.teacher_cache=) to distill from the live teacher,"
-            ' or set training.student_generation.mode="off".'
+            ' or set training.student_generation.mode="off" and drop the '
+            "variants' +adaptive / +on_policy suffixes."
         )
     plan_fields = [f"plan.{f.name}" for f in dataclasses.fields(PlanSpec)]
     models = ("teacher.architecture", "student.architecture")

@@ -650,3 +650,22 @@ def test_student_generation_with_a_teacher_cache_is_refused():
     assert "--set distillation.teacher_cache=" in message
     # Without generation, the cache is fine.
     recipe_from_dict({}, ["distillation.teacher_cache=caches/"])
+
+
+# --- Student generation per variant (issue 20) ---
+
+
+def test_generation_suffixes_with_a_teacher_cache_are_refused():
+    with pytest.raises(RecipeError) as error:
+        recipe_from_dict(
+            {},
+            [
+                "distillation.compare=['kd', 'mta+on_policy']",
+                "distillation.teacher_cache=caches/",
+            ],
+        )
+    message = str(error.value)
+    assert "distillation.compare has ['mta+on_policy']" in message
+    assert "need a live teacher" in message
+    recipe = recipe_from_dict({}, ["distillation.compare=['kd_only+adaptive']"])
+    assert recipe.distillation.compare == ["kd+adaptive"]

@@ -17,6 +17,7 @@ _EXPORTS = {
     "AdaptiveGenerationCallback": (
         "keras_mta.generation.adaptive_generation_callback"
     ),
+    "GenerationBackupAndRestore": "keras_mta.generation.generation_backup",
     "GenerationMetrics": "keras_mta.generation.generation_metrics",
     "GenerationSchedule": "keras_mta.generation.generation_schedule",
     "ReplayBuffer": "keras_mta.generation.replay_buffer",

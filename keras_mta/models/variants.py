@@ -77,15 +77,60 @@ def variant_names(names):
 
 
 def variant_name(name):
-    """The name in `VARIANTS` of `name` (or of an older alias of it).
+    """The name in `VARIANTS` of `name` (or of an older alias of it), with
+    its student-generation suffix when it has one (`"kd_only+adaptive"`
+    -> `"kd+adaptive"`; see `GENERATION_SUFFIXES`).
 
     Raises:
         ValueError: `name` is neither a variant nor an alias, with the
-            choices.
+            choices, or its suffix is unknown, or `sft` has one.
     """
-    name = VARIANT_ALIASES.get(name, name)
-    if name not in VARIANTS:
+    base, mode = split_variant(name)
+    return base if mode is None else f"{base}+{mode}"
+
+
+# --- Student generation per variant (issue 20): `NAME+MODE` trains the
+# variant NAME with `training.student_generation`'s settings in MODE,
+# whatever `training.student_generation.mode` says, so that one run
+# compares a variant with and without generation. ---
+GENERATION_SUFFIXES = ("adaptive", "on_policy")
+
+
+def split_variant(name):
+    """`(variant, generation mode or None)` of a compared variant's name:
+    `"mta+on_policy"` -> `("mta", "on_policy")`, `"kd_only"` -> `("kd",
+    None)`.
+
+    Raises:
+        ValueError: an unknown variant or suffix, or a suffix on `sft`
+            (without a teacher there is nothing to learn from the
+            student's own text).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"A variant name must be a string, got {name!r}.")
+    base, plus, mode = name.partition("+")
+    base = VARIANT_ALIASES.get(base, base)
+    if base not in VARIANTS:
         raise ValueError(
-            f"Unknown variant {name!r}; choose one of {list(VARIANTS)}."
+            f"Unknown variant {base!r}; choose one of {list(VARIANTS)}, "
+            f"optionally with a generation suffix "
+            f"{['+' + s for s in GENERATION_SUFFIXES]}."
         )
-    return name
+    if not plus:
+        return base, None
+    if mode not in GENERATION_SUFFIXES:
+        raise ValueError(
+            f"Unknown student-generation suffix {'+' + mode!r} of variant "
+            f"{name!r}; choose one of "
+            f"{['+' + s for s in GENERATION_SUFFIXES]}."
+        )
+    if base == "sft":
+        raise ValueError(
+            f"Variant {name!r}: `sft` trains without a teacher, so it has "
+            "no use for the student's own responses. Use a variant with a "
+            "teacher (kd, mta, ...) with the suffix."
+        )
+    return base, mode
+
+
+# --- end of student generation per variant ---

@@ -27,12 +27,16 @@ class MemoryTerm:
             (exact for the weights Keras creates), False for the rough
             activation estimates.
         how: how it is computed.
+        host: True for a term held in the host's memory (the replay
+            buffer of student generation), not the device's.
     """
 
     name: str
     bytes: int
     exact: bool
     how: str
+    # Issue 20: in the host's memory, not the device's (the replay buffer).
+    host: bool = False
 
 
 def dtype_bytes(dtype):
@@ -48,6 +52,9 @@ def estimate_memory(
     sequence_length,
     plan_pairs,
     teacher_hidden_dim,
+    generation="off",
+    word_units=0,
+    phrase_units=0,
 ):
     """The terms of a run's peak memory on one device.
 
@@ -67,6 +74,12 @@ def estimate_memory(
         sequence_length: tokens per example.
         plan_pairs: int, aligned layer pairs (hidden states kept).
         teacher_hidden_dim: the teacher's hidden size.
+        generation: `"off"`, `"on_policy"` or `"adaptive"`: the student
+            generation of the run's variants (`"adaptive"` when any
+            variant replays); adds `generation_memory`'s terms.
+        word_units, phrase_units: units per example
+            (`data.max_word_units`, `data.max_phrase_units`; the replay
+            buffer's batches hold them).
 
     Returns:
         A list of `MemoryTerm`s.
@@ -150,4 +163,95 @@ def estimate_memory(
             f"{compute} B (the teacher runs without gradients)",
         )
     )
+    if generation != "off":
+        terms += generation_memory(
+            student,
+            training,
+            sequence_length,
+            adaptive=generation == "adaptive",
+            word_units=word_units,
+            phrase_units=phrase_units,
+        )
     return terms
+
+
+# --- Student generation (issue 20) ---
+# Bytes per token of a batch's arrays: token_ids (int32), padding_mask
+# (bool), y (int32), sample_weight (float32); per unit: its (start, end)
+# as int32.
+BATCH_BYTES_PER_TOKEN = 4 + 1 + 4 + 4
+BATCH_BYTES_PER_UNIT = 2 * 4
+
+
+def generation_memory(
+    student,
+    training,
+    sequence_length,
+    adaptive,
+    word_units,
+    phrase_units,
+):
+    """The memory of training on the student's own outputs.
+
+    The student samples a batch of `training.batch_size` responses up to
+    the window (`sequence_length + 1` tokens, as
+    `keras_mta.generation.StudentResponses` asks keras-hub's `generate`)
+    between training steps: its key/value cache and the logits of the
+    prompt pass live on the device meanwhile. The adaptive mode also keeps
+    up to `training.student_generation.capacity` generated batches in the
+    replay buffer, as NumPy arrays in the host's memory.
+
+    Args:
+        student: the student's `ParameterCount`.
+        training: the recipe's `TrainingSpec`.
+        sequence_length: tokens per example.
+        adaptive: bool, whether the replay buffer is used.
+        word_units, phrase_units: units per example.
+
+    Returns:
+        A list of `MemoryTerm`s.
+    """
+    policy = keras.DTypePolicy(training.precision)
+    compute = dtype_bytes(policy.compute_dtype)
+    batch = training.batch_size
+    length = sequence_length + 1
+    hidden = student.hidden_dim
+    terms = [
+        MemoryTerm(
+            "sampling key/value cache (estimate)",
+            2 * student.num_layers * batch * length * hidden * compute,
+            False,
+            f"2 (keys, values) x {student.num_layers} blocks x b x (s + 1) "
+            f"x h x {compute} B (b={batch}, s+1={length}, h={hidden}; "
+            "at most: grouped-query attention keeps fewer heads)",
+        ),
+        MemoryTerm(
+            "sampling logits (estimate)",
+            batch * length * student.vocabulary_size * 4,
+            False,
+            f"float32 b x (s + 1) x V = {batch} x {length} x "
+            f"{student.vocabulary_size} (the prompt pass of `generate`)",
+        ),
+    ]
+    if adaptive:
+        capacity = training.student_generation.capacity
+        per_example = (
+            sequence_length * BATCH_BYTES_PER_TOKEN
+            + (word_units + phrase_units) * BATCH_BYTES_PER_UNIT
+        )
+        terms.append(
+            MemoryTerm(
+                "replay buffer (host memory)",
+                capacity * batch * per_example,
+                True,
+                f"{capacity} batches x {batch} examples x ({sequence_length} "
+                f"tokens x {BATCH_BYTES_PER_TOKEN} B + "
+                f"{word_units + phrase_units} units x "
+                f"{BATCH_BYTES_PER_UNIT} B)",
+                host=True,
+            )
+        )
+    return terms
+
+
+# --- end of student generation ---

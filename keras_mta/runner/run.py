@@ -227,6 +227,10 @@ def run_distill(recipe, tiny=False, output_dir=None):
                     datasets,
                     caches,
                     seed=seed,
+                    # Issue 20: a generating variant resumes from here.
+                    backup_dir=os.path.join(
+                        output_dir, "backup", f"{variant}-seed{seed}"
+                    ),
                 )
                 name = f"student ({variant.upper()})"
                 label = name if index == 0 else f"{name} seed {seed}"

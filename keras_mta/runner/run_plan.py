@@ -16,6 +16,8 @@ from keras_mta.models.gguf import is_gguf_handle
 from keras_mta.models.loading import tiny_architecture
 from keras_mta.models.student_init import evenly_spaced_layers
 from keras_mta.models.variants import ABLATION_TERMS
+from keras_mta.models.variants import GENERATION_SUFFIXES
+from keras_mta.models.variants import split_variant
 from keras_mta.recipe import BUILTIN_DATA
 from keras_mta.recipe import recipe_problems
 from keras_mta.runner.memory_estimate import estimate_memory
@@ -79,10 +81,11 @@ class RunPlan:
 
     @property
     def memory_bytes(self):
-        """The sum of the memory terms (None without them)."""
+        """The sum of the memory terms of the device (None without
+        them; the host's, such as the replay buffer, are left out)."""
         if self.memory is None:
             return None
-        return sum(term.bytes for term in self.memory)
+        return sum(term.bytes for term in self.memory if not term.host)
 
     def __str__(self):
         lines = []
@@ -399,10 +402,27 @@ def _evaluation_lines(recipe):
     return lines
 
 
+def generation_of(recipe):
+    """The student generation of a recipe's run for its memory: the mode
+    of `training.student_generation`, else `"adaptive"` when a compared
+    variant has the `+adaptive` suffix, `"on_policy"` when one has
+    `+on_policy`, `"off"` otherwise (issue 20)."""
+    mode = recipe.training.student_generation.mode
+    if mode != "off":
+        return mode
+    suffixes = {split_variant(v)[1] for v in recipe.distillation.compare}
+    for mode in GENERATION_SUFFIXES:  # adaptive first: it holds the most
+        if mode in suffixes:
+            return mode
+    return "off"
+
+
 def _memory_lines(terms):
     if terms is None:
         return ["unknown: give both models an `architecture` table"]
     width = max(len(term.name) for term in terms)
+    host = [term for term in terms if term.host]  # issue 20
+    terms = [term for term in terms if not term.host]
     lines = [
         f"{term.name:<{width}} {_gib(term.bytes)}  {term.how}" for term in terms
     ]
@@ -412,6 +432,10 @@ def _memory_lines(terms):
         f"{'total':<{width}} {_gib(exact + rough)}  ({exact / GIB:.2f} GiB "
         f"counted, {rough / GIB:.2f} GiB estimated activations)"
     )
+    lines += [
+        f"{term.name:<{width}} {_gib(term.bytes)}  {term.how}; not in the total"
+        for term in host
+    ]
     lines.append(
         "Counted terms are parameter counts times the dtype; activations "
         "are rough. With data_parallel, every device holds every weight "
@@ -470,6 +494,10 @@ def plan_run(recipe, tiny=False, output_dir=None):
             recipe.data.sequence_length,
             len(pairs or ()),
             dims[1],
+            # Issue 20: sampling and the replay buffer.
+            generation=generation_of(recipe),
+            word_units=recipe.data.max_word_units,
+            phrase_units=recipe.data.max_phrase_units,
         )
     problems = recipe_problems(recipe, check_files=True)
     where = f" ({recipe.source})" if recipe.source else ""

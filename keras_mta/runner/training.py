@@ -13,7 +13,7 @@ from keras_mta.models import OptimizerStepSchedule
 # too) and is read from here by the runner.
 from keras_mta.models.validation_loss import validation_loss  # noqa: F401
 from keras_mta.models.variants import VARIANTS
-from keras_mta.models.variants import variant_name
+from keras_mta.models.variants import split_variant
 from keras_mta.runner.setup import timed
 from keras_mta.utils import fit_verbosity
 from keras_mta.utils import say
@@ -111,7 +111,7 @@ def divergence_of(recipe):
 def ablation_of(recipe, variant):
     """The `DistillationModel` ablation of a compared variant (`mta` takes
     the recipe's `distillation.ablation` when set)."""
-    variant = variant_name(variant)
+    variant = split_variant(variant)[0]  # a generation suffix: same terms
     if variant == "mta" and recipe.distillation.ablation:
         return recipe.distillation.ablation
     return VARIANTS[variant].ablation
@@ -132,7 +132,7 @@ def build_variant_model(recipe, variant, teacher, student, plan, steps):
             into optimizer updates under gradient accumulation).
     """
     dist = recipe.distillation
-    variant = variant_name(variant)
+    variant = split_variant(variant)[0]  # a generation suffix: same model
     model = DistillationModel(
         None if variant == "sft" else teacher,
         student,
@@ -247,7 +247,15 @@ def train_teacher(recipe, teacher, datasets):
 
 
 def distill_variant(
-    recipe, variant, teacher, student, plan, datasets, caches=None, seed=None
+    recipe,
+    variant,
+    teacher,
+    student,
+    plan,
+    datasets,
+    caches=None,
+    seed=None,
+    backup_dir=None,
 ):
     """Train one student variant; returns `(model, history, seconds)`.
 
@@ -262,8 +270,15 @@ def distill_variant(
             improving (`training.epochs` a cap) and keeps its best weights;
             with `training.student_examples` it sees that many training
             rows only.
+        backup_dir: optional directory where a variant that trains on
+            the student's own outputs backs up its weights, optimizer and
+            generation state after every epoch
+            (`GenerationBackupAndRestore`; deleted when training ends): a
+            call with the same directory after an interruption resumes
+            there, with the same draws.
     """
-    variant = variant_name(variant)
+    name = variant  # with its generation suffix, if any (issue 20)
+    variant, suffix = split_variant(variant)
     epochs = recipe.training.epochs
     share = recipe.training.student_examples  # issue 22: students' share
     steps_per_epoch = datasets.steps_per_epoch_of(share)
@@ -291,29 +306,35 @@ def distill_variant(
     datasets.train_statistics.check_units(model.unit_keys, name="train")
     datasets.valid_statistics.check_units(model.unit_keys, name="valid")
     source = " from the teacher cache" if from_cache else ""
-    # Training on the student's own outputs (training.student_generation;
-    # the recipe refuses it with a teacher cache): a StudentGeneratedDataset
-    # and its callbacks replace the training pipeline.
+    # Training on the student's own outputs (training.student_generation,
+    # or a `+adaptive` / `+on_policy` suffix of the variant; the recipe
+    # refuses either with a teacher cache): a StudentGeneratedDataset and
+    # its callbacks replace the training pipeline. With the students' share
+    # (training.student_examples) it samples that share's prompts.
     callbacks, responder = [], None
-    generation = recipe.training.student_generation.mode
+    generation = suffix or recipe.training.student_generation.mode
     if generation != "off" and variant != "sft":
+        from keras_mta.runner.student_generation import generation_summary
         from keras_mta.runner.student_generation import student_generation
 
-        if share:
-            raise ValueError(
-                "training.student_examples (the students' share of the "
-                "training data) does not yet apply to student generation, "
-                "which draws its prompts from all training examples: set "
-                "training.student_examples=0 or "
-                "training.student_generation.mode=off."
-            )
         train, callbacks, responder = student_generation(
-            recipe, datasets, student, steps_per_epoch * epochs, seed=seed
+            recipe,
+            datasets,
+            student,
+            steps_per_epoch * epochs,
+            seed=seed,
+            mode=generation,
+            examples=share,
         )
         callbacks = list(callbacks)
         source += f" with {generation} student generation"
+        if backup_dir:
+            from keras_mta.generation import GenerationBackupAndRestore
+
+            # First: the callbacks after it read the resumed step.
+            callbacks.insert(0, GenerationBackupAndRestore(train, backup_dir))
     callbacks += early_stopping_of(recipe.training)  # issue 22
-    say(f"training the student: {variant}{source}")
+    say(f"training the student: {name}{source}")
     try:
         history, seconds = timed(
             fit,
@@ -322,10 +343,12 @@ def distill_variant(
             valid,
             epochs,
             steps_per_epoch,
-            what=f"the {variant} student",
+            what=f"the {name} student",
             callbacks=callbacks,
         )
     finally:
         if hasattr(responder, "close"):
             responder.close()
+    if responder is not None:
+        say(f"  {name}: {generation_summary(train)}")
     return model, history.history, seconds

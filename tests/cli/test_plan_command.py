@@ -128,7 +128,7 @@ def test_plan_object(nothing_loads):
     assert terms["teacher weights"].bytes == 6_658_465_792 * 4
     assert terms["teacher weights"].exact
     assert not terms["student activations (estimate)"].exact
-    assert plan.memory_bytes == sum(t.bytes for t in plan.memory)
+    assert plan.memory_bytes == sum(t.bytes for t in plan.memory if not t.host)
 
 
 def test_bad_recipe_is_refused_before_anything_is_built(
@@ -152,3 +152,32 @@ def test_bad_recipe_is_refused_before_anything_is_built(
     assert "keras-mta plan: error: " in err
     assert "training.batch_size must be an integer >= 1, got 0" in err
     assert "student.lora_alpha is 4.0 but student.lora_rank is 0" in err
+
+
+# --- Student generation (issue 20) ---
+
+
+def test_the_plan_counts_generation(capsys, nothing_loads):
+    from keras_mta import load_recipe
+    from keras_mta.runner import plan_run
+
+    out, _ = _plan(capsys, "plan", "tiny-cpu-student-generation")
+    assert "sampling key/value cache (estimate)" in out
+    assert "replay buffer (host memory)" in out and "not in the total" in out
+    plan = plan_run(load_recipe("tiny-cpu-student-generation"))
+    terms = {term.name: term for term in plan.memory}
+    # 4 batches of 16 examples: 128 tokens x 13 B + 48 units x 8 B.
+    assert terms["replay buffer (host memory)"].bytes == (
+        4 * 16 * (128 * 13 + 48 * 8)
+    )
+    on_policy = plan_run(
+        load_recipe(
+            "tiny-cpu-student-generation",
+            ["distillation.compare=['kd', 'kd+on_policy']"],
+        )
+    )
+    names = [term.name for term in on_policy.memory]
+    assert "sampling logits (estimate)" in names
+    assert "replay buffer (host memory)" not in names
+    plain = plan_run(load_recipe("tiny-cpu"))
+    assert "sampling logits (estimate)" not in [t.name for t in plain.memory]

@@ -34,6 +34,9 @@ IMAGES = {
     "writing_your_own_alignment_loss": [
         "writing_your_own_alignment_loss/training_curves.png"
     ],
+    "training_on_student_outputs": [
+        "training_on_student_outputs/fractions.png"
+    ],
 }
 
 
@@ -45,6 +48,7 @@ HOME = {
     "reproducing_the_paper": "torch",
     "writing_your_own_alignment_loss": "torch",
     "bring_your_own_models": "tensorflow",
+    "training_on_student_outputs": "jax",
     "switching_backends": None,
 }
 

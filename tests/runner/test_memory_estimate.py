@@ -48,3 +48,79 @@ def test_precision_and_accumulation():
         2,
         2,
     ]
+
+
+# --- Student generation (issue 20) ---
+
+
+def _generation_terms(mode, precision="float32"):
+    from keras_mta.recipe import StudentGenerationSpec
+
+    spec = TrainingSpec(
+        batch_size=2,
+        precision=precision,
+        student_generation=StudentGenerationSpec(capacity=10),
+    )
+    terms = estimate_memory(
+        TEACHER,
+        STUDENT,
+        10,
+        spec,
+        8,
+        2,
+        32,
+        generation=mode,
+        word_units=3,
+        phrase_units=2,
+    )
+    return {term.name: term for term in terms}
+
+
+def test_generation_memory_by_hand():
+    terms = _generation_terms("adaptive")
+    # Keys and values of 3 blocks for 2 sequences of 8 + 1 tokens, 16
+    # wide, float32.
+    assert terms["sampling key/value cache (estimate)"].bytes == (
+        2 * 3 * 2 * 9 * 16 * 4
+    )
+    # The prompt pass's float32 logits: 2 x 9 x 500.
+    assert terms["sampling logits (estimate)"].bytes == 2 * 9 * 500 * 4
+    # 10 batches of 2 examples: 8 tokens x (int32 ids, bool mask, int32
+    # targets, float32 weights) and 5 units x 2 int32.
+    buffer = terms["replay buffer (host memory)"]
+    assert buffer.bytes == 10 * 2 * (8 * (4 + 1 + 4 + 4) + 5 * 2 * 4)
+    assert buffer.host and buffer.exact
+    assert not any(t.host for n, t in terms.items() if n != buffer.name)
+    half = _generation_terms("adaptive", "mixed_bfloat16")
+    name = "sampling key/value cache (estimate)"
+    assert 2 * half[name].bytes == terms[name].bytes
+    # On-policy keeps no buffer; off adds nothing.
+    assert "replay buffer (host memory)" not in _generation_terms("on_policy")
+    assert len(_generation_terms("off")) == len(terms) - 3
+
+
+def test_replay_buffer_bytes_are_the_batches_bytes():
+    from keras_mta.generation import ReplayBuffer
+    from keras_mta.runner.memory_estimate import generation_memory
+    from tests.generation import fake_responder
+
+    batch, _ = fake_responder.examples(2)
+    buffer = ReplayBuffer(capacity=3)
+    for step in range(3):
+        buffer.push(batch, step)
+    state = buffer.get_state()
+    held = sum(v.nbytes for k, v in state.items() if k != "steps")
+    spec = TrainingSpec(batch_size=2)
+    spec.student_generation.capacity = 3
+    terms = generation_memory(
+        STUDENT,
+        spec,
+        fake_responder.LENGTH,
+        adaptive=True,
+        word_units=fake_responder.WORDS,
+        phrase_units=fake_responder.PHRASES,
+    )
+    assert terms[-1].bytes == held
+
+
+# --- end of student generation ---

@@ -6,6 +6,7 @@ import types
 import pytest
 
 from keras_mta.generation import AdaptiveGenerationCallback
+from keras_mta.generation import GenerationBackupAndRestore
 from keras_mta.generation import GenerationMetrics
 from keras_mta.generation import StudentGeneratedDataset
 from keras_mta.recipe import recipe_from_dict
@@ -25,7 +26,12 @@ class Responder(FakeResponder):
 
 
 def run_distill_variant(
-    monkeypatch, mode, variant="mta", seed=None, **training_fields
+    monkeypatch,
+    mode,
+    variant="mta",
+    seed=None,
+    backup_dir=None,
+    **training_fields,
 ):
     arrays, prompts = examples(8)
     datasets = types.SimpleNamespace(
@@ -41,11 +47,11 @@ def run_distill_variant(
         train_statistics=types.SimpleNamespace(check_units=lambda *a, **k: 0),
         valid_statistics=types.SimpleNamespace(check_units=lambda *a, **k: 0),
     )
+    training_fields.setdefault("student_generation", {"mode": mode})
     recipe = recipe_from_dict(
         {
             "training": {
                 "epochs": 3,
-                "student_generation": {"mode": mode},
                 **training_fields,
             }
         }
@@ -69,7 +75,14 @@ def run_distill_variant(
 
     monkeypatch.setattr(training, "fit", fit)
     training.distill_variant(
-        recipe, variant, None, None, None, datasets, seed=seed
+        recipe,
+        variant,
+        None,
+        None,
+        None,
+        datasets,
+        seed=seed,
+        backup_dir=backup_dir,
     )
     return seen, responder
 
@@ -100,9 +113,70 @@ def test_off_or_sft_trains_on_the_data(monkeypatch, mode, variant):
     assert seen["callbacks"] == []  # early stopping is off in this recipe
 
 
-def test_generation_with_a_students_share_is_refused(monkeypatch):
-    with pytest.raises(ValueError, match="student_examples=0"):
-        run_distill_variant(monkeypatch, "adaptive", student_examples=4)
+def test_generation_samples_the_students_share(monkeypatch):
+    # training.student_examples: the students' prompts and ground-truth
+    # rows are the first `student_examples` rows, with or without
+    # generation.
+    seen, _ = run_distill_variant(monkeypatch, "adaptive", student_examples=4)
+    dataset = seen["train"]
+    assert dataset.prompts == [f"prompt {i}" for i in range(4)]
+    assert len(dataset.arrays[1]) == 4
+    assert len(dataset.arrays[0]["token_ids"]) == 4
+    assert all(set(dataset.rows(step)) == {0, 1, 2, 3} for step in range(4))
+
+
+@pytest.mark.parametrize(
+    "variant, mode, callbacks",
+    [
+        ("kd+on_policy", "on_policy", [GenerationMetrics]),
+        (
+            "mta+adaptive",
+            "adaptive",
+            [GenerationMetrics, AdaptiveGenerationCallback],
+        ),
+    ],
+)
+def test_a_variant_suffix_switches_generation_on(
+    monkeypatch, variant, mode, callbacks
+):
+    # Recipe mode off: the suffix alone asks for generation, in its mode,
+    # with the recipe's other generation settings.
+    seen, _ = run_distill_variant(
+        monkeypatch,
+        "off",
+        variant,
+        student_generation={"mode": "off", "on_policy_fraction": 0.25},
+    )
+    dataset = seen["train"]
+    assert isinstance(dataset, StudentGeneratedDataset)
+    assert dataset.schedule.mode == mode
+    assert dataset.schedule.on_policy_fraction == 0.25
+    assert [type(c) for c in seen["callbacks"]] == callbacks
+
+
+def test_the_run_says_what_the_batches_were(monkeypatch):
+    seen, _ = run_distill_variant(monkeypatch, "on_policy")
+    dataset = seen["train"]
+    # Step 3 was made ahead (prefetched) but never trained on.
+    dataset.sources = {
+        0: "generate",
+        1: "ground_truth",
+        2: "ground_truth",
+        3: "generate",
+    }
+    dataset.initial_step = 3
+    assert runner_generation.generation_summary(dataset) == (
+        "3 batches: 1 generated (33%), 0 replayed (0%), 2 ground truth (67%)"
+    )
+    seen, _ = run_distill_variant(monkeypatch, "adaptive")
+    dataset = seen["train"]
+    dataset.sources = {0: "replay"}
+    dataset.initial_step = 1
+    dataset.schedule.threshold = 0.2
+    assert runner_generation.generation_summary(dataset) == (
+        "1 batches: 0 generated (0%), 1 replayed (100%), 0 ground truth "
+        "(0%); generation threshold 0.2, replay buffer 0/1000"
+    )
 
 
 def test_each_training_seed_seeds_the_generation(monkeypatch):
@@ -113,3 +187,16 @@ def test_each_training_seed_seeds_the_generation(monkeypatch):
     assert seen["train"].seed == 7
     seen, responder = run_distill_variant(monkeypatch, "adaptive")
     assert seen["train"].schedule.seed == 42 and responder.seed == 42
+
+
+def test_a_generating_variant_backs_up_for_a_resume(monkeypatch, tmp_path):
+    seen, _ = run_distill_variant(
+        monkeypatch, "adaptive", backup_dir=str(tmp_path)
+    )
+    backup = seen["callbacks"][0]
+    # First, so that the callbacks after it read the resumed step.
+    assert isinstance(backup, GenerationBackupAndRestore)
+    assert backup.dataset is seen["train"]
+    assert backup.backup_dir == str(tmp_path)
+    seen, _ = run_distill_variant(monkeypatch, "off", backup_dir="unused")
+    assert seen["callbacks"] == []
