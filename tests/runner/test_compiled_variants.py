@@ -12,6 +12,7 @@ from keras_mta.models.validation_loss import validation_model
 from keras_mta.runner.compiled_variants import CompiledVariants
 from keras_mta.runner.training import EARLY_STOPPING_MONITOR
 from keras_mta.runner.training import StudentValidation
+from keras_mta.runner.training import fit
 from tests.models.fixtures import make_batch
 from tests.models.fixtures import teacher_student
 
@@ -71,4 +72,44 @@ def test_student_validation_logs_the_variant_s_validation_ce():
     names = model.metrics_names
     assert logs[EARLY_STOPPING_MONITOR] == pytest.approx(
         expected[names.index("ce")], rel=1e-5
+    )
+
+
+# Two fits of an MTA model (a compile of about 20 s here): full tier; the
+# everyday tests above cover the restored state and the logged `val_ce`.
+@pytest.mark.large
+def test_a_reused_model_trains_as_it_did_the_first_time():
+    keras.utils.set_random_seed(0)
+    teacher, student = teacher_student()
+    x, y, sample_weight = make_batch()
+    data = tf.data.Dataset.from_tensor_slices((x, y, sample_weight)).batch(2)
+    compiled = CompiledVariants(student)
+    start = student.get_weights()
+
+    def build():
+        model = DistillationModel(teacher, student)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-2))
+        return model
+
+    histories = []
+    for _ in range(2):  # two training seeds with the same start
+        student.set_weights(start)
+        model = compiled.model("mta", build)
+        callbacks = [
+            StudentValidation(compiled.validation(), data),
+            keras.callbacks.EarlyStopping(
+                monitor=EARLY_STOPPING_MONITOR,
+                mode="min",
+                patience=1,
+                restore_best_weights=True,
+            ),
+        ]
+        history = fit(model, data, None, 3, 2, callbacks=callbacks)
+        histories.append(history.history)
+    assert len(histories[0][EARLY_STOPPING_MONITOR]) >= 2
+    assert "val_kd" not in histories[0]  # the student alone is validated
+    np.testing.assert_allclose(
+        histories[1][EARLY_STOPPING_MONITOR],
+        histories[0][EARLY_STOPPING_MONITOR],
+        rtol=1e-6,
     )
