@@ -23,55 +23,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# Two-sided 95% quantiles of Student's t by degrees of freedom.
-T975 = {
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-}
 PAIRS = (("kd", "sft"), ("mta", "kd"))
 
 
-def t975(df):
-    if df in T975:
-        return T975[df]
-    try:
-        from scipy import stats
-
-        return float(stats.t.ppf(0.975, df))
-    except ImportError:
-        return 1.96 + 2.4 / df  # within 0.01 for df > 10
-
-
 def paired_interval(differences):
-    """`(mean, low, high)` of a 95% t interval of paired differences;
-    low and high are NaN with fewer than two pairs."""
-    n = len(differences)
-    if n == 0:
+    """The `PairedDifference` (`keras_mta.analysis.paired_differences`)
+    of per-seed differences `a - b`: mean, 95% Student-t interval (`low`
+    and `high` are None with one pair) and `verdict` in words, as the
+    default run's table gives them."""
+    from keras_mta.analysis.paired_differences import paired_difference
+
+    if not differences:
         raise ValueError("No paired differences: no seed ran both variants.")
-    mean = sum(differences) / n
-    if n < 2:
-        return mean, math.nan, math.nan
-    var = sum((d - mean) ** 2 for d in differences) / (n - 1)
-    half = t975(n - 1) * math.sqrt(var / n)
-    return mean, mean - half, mean + half
-
-
-def verdict(low, high):
-    if math.isnan(low):
-        return "one seed: no interval"
-    if low > 0:
-        return "above zero"
-    if high < 0:
-        return "below zero"
-    return "not distinguishable from zero"
+    return paired_difference(differences, [0.0] * len(differences))
 
 
 def response_ids(sequence, prompt_length, end_token_id, pad_token_id=0):
@@ -171,17 +135,20 @@ def table(report, rouge, runs):
             diffs = [runs[(a, s)][metric] - runs[(b, s)][metric] for s in seeds]
             if not diffs:
                 continue
-            mean, low, high = paired_interval(diffs)
+            difference = paired_interval(diffs)
             differences[f"{a}-{b}:{metric}"] = {
                 "per_seed": diffs,
-                "mean": mean,
-                "low": low,
-                "high": high,
+                **difference.to_dict(),
             }
+            interval = (
+                "-"
+                if difference.low is None
+                else f"[{difference.low:+.3f}, {difference.high:+.3f}]"
+            )
             lines.append(
                 f"| {a.upper()} - {b.upper()} | {metric} | {len(diffs)} | "
-                f"{mean:+.3f} | [{low:+.3f}, {high:+.3f}] | "
-                f"{verdict(low, high)} |"
+                f"{difference.mean:+.3f} | {interval} | "
+                f"{difference.verdict} |"
             )
     lines.append("")
     lines.append("per seed (ROUGE-L / valid loss):")

@@ -10,6 +10,7 @@ standard deviation over seeds.
 import dataclasses
 import logging
 import math
+import weakref
 
 import keras_hub
 import numpy as np
@@ -88,9 +89,9 @@ class _GenerateRetracingFilter(logging.Filter):
     `generate_step`, and nothing else.
 
     Under the TensorFlow backend the protocol retraces `generate_step` by
-    design: every seed needs a fresh sampler (keras-hub bakes the sampler
-    into the traced function, so `generate_function` is rebuilt per seed),
-    and prompts are batched by length, so each batch has its own
+    design: each sampling setting has its own sampler (keras-hub bakes
+    the sampler into the traced function; the seeds share it, see
+    `seeded_swap`), and prompts are batched by length, so each batch has its own
     `max_length` (the shortest generation that fits; traced once per
     length, as JAX compiles once per shape). Padding every batch to one
     length would change the sampled responses and the scores; the warning
@@ -150,16 +151,14 @@ def generate_responses(
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     responses = [None] * len(prompts)
 
-    sampler = keras_hub.samplers.TopPSampler(
-        p=top_p, temperature=temperature, seed=seed
-    )
+    swap = seeded_swap(causal_lm, seed, top_p=top_p, temperature=temperature)
     bar = tqdm(
         total=len(prompts),
         desc=f"generate (seed {seed})",
         unit="prompt",
         disable=not progress or is_quiet(),
     )
-    with SamplerSwap(causal_lm, sampler), bar:
+    with swap, bar:
         for begin in range(0, len(order), batch_size):
             batch = order[begin : begin + batch_size]
             # +2: the start token and the end token.
@@ -232,6 +231,41 @@ class SamplerSwap:
         logging.getLogger("tensorflow").removeFilter(self._retracing)
         lm.sampler, lm.generate_function = self._saved
         return False
+
+
+# One sampler and its compiled generate function per model and sampling
+# settings, reused by every seed (see `seeded_swap`).
+_SWAPS = weakref.WeakKeyDictionary()
+
+
+def seeded_swap(causal_lm, seed, top_p=1.0, temperature=1.0):
+    """The `SamplerSwap` of `causal_lm` with a top-p sampler of these
+    settings, its seed state set to `seed`.
+
+    A fresh `TopPSampler(seed=seed)` starts from the seed state `[seed,
+    0]`; setting one sampler's state to that value draws the same tokens,
+    so one sampler (and the generate function keras-hub compiles around
+    it) serves every seed of a model: each seed and each evaluation of the
+    same model (the students of a run share one CausalLM) reuses the
+    compiled function instead of compiling its own. The function reads
+    the model's current weights at every call.
+
+    Args:
+        causal_lm: a keras-hub `CausalLM`.
+        seed: int, the sampling seed.
+        top_p, temperature: the sampler's settings.
+    """
+    swaps = _SWAPS.setdefault(causal_lm, {})
+    key = (float(top_p), float(temperature))
+    if key not in swaps:
+        sampler = keras_hub.samplers.TopPSampler(
+            p=top_p, temperature=temperature, seed=int(seed)
+        )
+        swaps[key] = SamplerSwap(causal_lm, sampler)
+    swap = swaps[key]
+    for variable in swap.sampler.variables:  # the seed generator's state
+        variable.assign(np.asarray([int(seed), 0], dtype=variable.dtype))
+    return swap
 
 
 def _to_str(value):

@@ -23,6 +23,7 @@ from keras_mta.models.lora import lora_summary
 from keras_mta.models.lora import lora_variables
 from keras_mta.models.variants import ABLATION_TERMS
 from keras_mta.recipe import validate_table
+from keras_mta.runner.compiled_variants import CompiledVariants
 from keras_mta.runner.models import load_model
 from keras_mta.runner.plots import measure_trajectory
 from keras_mta.runner.plots import write_plots
@@ -85,13 +86,17 @@ def greedy_rouge(ev, causal_lm, sets, label):
     return scores
 
 
-def _seed_run(recipe, student, datasets, sets, seed, history, seconds, label):
+def _seed_run(
+    recipe, student, datasets, sets, seed, history, seconds, label, compiled
+):
     """What one trained student of one training seed scores."""
     rouge = rouge_scores(recipe.evaluation, student, sets, label)
     watched = history.get(EARLY_STOPPING_MONITOR) or history.get("val_loss")
     return {
         "seed": seed,
-        "valid_loss": validation_loss(student, datasets.valid),
+        "valid_loss": validation_loss(
+            student, datasets.valid, model=compiled.validation()
+        ),
         "rouge_l": rouge,
         "rouge_l_greedy": greedy_rouge(recipe.evaluation, student, sets, label),
         "epochs": len(history.get("loss", [])),
@@ -208,6 +213,8 @@ def run_distill(recipe, tiny=False, output_dir=None):
             )
         seeds = training_seeds(recipe.training)
         starts = SeedStarts(recipe.student, student)
+        # Each variant compiled once, for all seeds (issue 22).
+        compiled = CompiledVariants(student)
         runs = {variant: [] for variant in recipe.distillation.compare}
         for index, seed in enumerate(seeds):
             say(f"training seed {seed} ({index + 1} of {len(seeds)})")
@@ -231,6 +238,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
                     backup_dir=os.path.join(
                         output_dir, "backup", f"{variant}-seed{seed}"
                     ),
+                    compiled=compiled,
                 )
                 name = f"student ({variant.upper()})"
                 label = name if index == 0 else f"{name} seed {seed}"
@@ -246,6 +254,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
                         history,
                         seconds,
                         label,
+                        compiled,
                     )
                 )
                 if variant == "mta" and index == len(seeds) - 1:

@@ -12,6 +12,7 @@ from keras_mta.models import OptimizerStepSchedule
 # `validation_loss` lives with the models (student generation measures it
 # too) and is read from here by the runner.
 from keras_mta.models.validation_loss import validation_loss  # noqa: F401
+from keras_mta.models.validation_loss import validation_model
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import split_variant
 from keras_mta.runner.setup import timed
@@ -185,6 +186,47 @@ def early_stopping_of(training):
     ]
 
 
+class StudentValidation(keras.callbacks.Callback):
+    """Writes the student's own validation cross-entropy into the logs of
+    every epoch, as `val_ce` (`EARLY_STOPPING_MONITOR`), before early
+    stopping and the history read them.
+
+    It is what `fit(validation_data=)` logs as `val_ce`, at the cost of
+    the student's forward pass alone: a KD or MTA model's own validation
+    also runs the teacher and every loss term over the validation data
+    (on the default run, about half of a student's epoch went to it). The
+    terms' validation values (`val_kd`, `val_dsa`, ...) are not logged.
+
+    Args:
+        validation: a compiled `validation_model` of the student (it
+            shares the student's weights).
+        data: the validation batches `(x, y, sample_weight)`.
+
+    Examples:
+
+    ```python
+    callbacks = [
+        StudentValidation(validation_model(student), valid),
+        *early_stopping_of(recipe.training),
+    ]
+    fit(model, train, None, epochs, steps, callbacks=callbacks)
+    ```
+    """
+
+    def __init__(self, validation, data):
+        super().__init__()
+        self.validation = validation
+        self.data = data
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        result = self.validation.evaluate(
+            self.data, return_dict=True, verbose=0
+        )
+        logs[EARLY_STOPPING_MONITOR] = float(result["ce"])
+
+
 def fit(
     model,
     train,
@@ -256,6 +298,7 @@ def distill_variant(
     caches=None,
     seed=None,
     backup_dir=None,
+    compiled=None,
 ):
     """Train one student variant; returns `(model, history, seconds)`.
 
@@ -276,6 +319,11 @@ def distill_variant(
             (`GenerationBackupAndRestore`; deleted when training ends): a
             call with the same directory after an interruption resumes
             there, with the same draws.
+        compiled: optional `CompiledVariants` of the run: the variant's
+            model (and the student's validation model) compiled once and
+            reused by every training seed. With early stopping, the
+            student is validated by its own cross-entropy only
+            (`StudentValidation`), not by the variant's whole loss.
     """
     name = variant  # with its generation suffix, if any (issue 20)
     variant, suffix = split_variant(variant)
@@ -292,14 +340,18 @@ def distill_variant(
     else:
         train = datasets.training_dataset(seed=seed, examples=share)
         valid = datasets.valid
-    model = build_variant_model(
-        recipe,
-        variant,
-        teacher,
-        student,
-        plan,
-        steps_per_epoch * epochs,
-    )
+
+    def build():
+        return build_variant_model(
+            recipe,
+            variant,
+            teacher,
+            student,
+            plan,
+            steps_per_epoch * epochs,
+        )
+
+    model = build() if compiled is None else compiled.model(name, build)
     # The whole dataset must hold every unit kind the model's terms align
     # (otherwise their loss is a silent 0): checked over the statistics of
     # the preprocessing, not by peeking at one batch.
@@ -333,7 +385,18 @@ def distill_variant(
 
             # First: the callbacks after it read the resumed step.
             callbacks.insert(0, GenerationBackupAndRestore(train, backup_dir))
-    callbacks += early_stopping_of(recipe.training)  # issue 22
+    stopping = early_stopping_of(recipe.training)  # issue 22
+    if stopping and not from_cache:
+        # Early stopping watches the student's own cross-entropy: measured
+        # by the student alone, without the teacher and the other terms.
+        validation = (
+            validation_model(student)
+            if compiled is None
+            else compiled.validation()
+        )
+        callbacks.append(StudentValidation(validation, valid))
+        valid = None
+    callbacks += stopping
     say(f"training the student: {name}{source}")
     try:
         history, seconds = timed(

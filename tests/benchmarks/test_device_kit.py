@@ -14,6 +14,10 @@ import keras
 import numpy as np
 import pytest
 
+from keras_mta.analysis.paired_differences import DISTINGUISHABLE
+from keras_mta.analysis.paired_differences import NOT_DISTINGUISHABLE
+from keras_mta.analysis.paired_differences import paired_difference
+from keras_mta.analysis.paired_differences import student_t_quantile
 from tests.benchmarks.test_gpu_script_in_process import _script
 from tests.test_imports import BLOCKER
 
@@ -97,16 +101,18 @@ def test_scoring_pieces():
     # Generated ids: after the prompt, up to the first end or pad token.
     assert score.response_ids([2, 7, 8, 9, 3, 9], 2, 3) == [8, 9]
     assert score.response_ids([2, 7, 8, 0, 0], 2, 3) == [8]
-    mean, low, high = score.paired_interval([1.0, 1.5, 2.0])
-    assert mean == 1.5
-    assert math.isclose(high - mean, 4.303 * 0.5 / math.sqrt(3), rel_tol=1e-9)
-    assert score.verdict(low, high) == "above zero"
-    _, low, high = score.paired_interval([1.0, 2.0, 3.0])
-    assert score.verdict(low, high) == "not distinguishable from zero"
-    assert score.verdict(-2.0, -1.0) == "below zero"
-    assert score.verdict(-1.0, 1.0) == "not distinguishable from zero"
-    mean, low, _ = score.paired_interval([0.5])
-    assert mean == 0.5 and math.isnan(low)
+    # The library's paired differences (the default run's table): the
+    # Student-t quantile of 2 degrees of freedom, the verdict in words.
+    difference = score.paired_interval([1.0, 1.5, 2.0])
+    assert difference == paired_difference([1.0, 1.5, 2.0], [0.0] * 3)
+    assert difference.mean == 1.5
+    half = student_t_quantile(0.975, 2) * 0.5 / math.sqrt(3)
+    assert math.isclose(difference.high - 1.5, half, rel_tol=1e-9)
+    assert difference.verdict == DISTINGUISHABLE
+    difference = score.paired_interval([1.0, 2.0, 3.0])
+    assert difference.verdict == NOT_DISTINGUISHABLE
+    one = score.paired_interval([0.5])
+    assert one.mean == 0.5 and one.low is None
     with pytest.raises(ValueError, match="No paired differences"):
         score.paired_interval([])
 

@@ -6,6 +6,7 @@ from keras_mta.evaluation import DEFAULT_SEEDS
 from keras_mta.evaluation import EvaluationResult
 from keras_mta.evaluation import evaluate_rouge
 from keras_mta.evaluation import generate_responses
+from keras_mta.evaluation.protocol import _SWAPS
 from keras_mta.evaluation.protocol import _cut
 from tests.tiny_models import tiny_gpt2_causal_lm
 
@@ -51,6 +52,28 @@ def test_generation_is_seeded_and_bounded(causal_lm):
         # Byte-level tokens: 5 tokens are at most 10 bytes, each at most one
         # character (invalid UTF-8 decodes to one replacement character).
         assert len(text) <= 10
+
+
+def test_seeds_share_one_compiled_generate_function(causal_lm):
+    # A fresh sampler for seed 20 (nothing cached for this model) ...
+    _SWAPS.pop(causal_lm, None)
+    fresh = generate_responses(
+        causal_lm, PROMPTS[:1], seed=20, max_new_tokens=3, progress=False
+    )
+    swap = _SWAPS[causal_lm][(1.0, 1.0)]
+    compiled = swap.generate_function
+    assert compiled is not None
+    # ... draws what the shared sampler, reseeded after another seed, draws,
+    # through the same compiled function (no compile per seed).
+    generate_responses(
+        causal_lm, PROMPTS[:1], seed=10, max_new_tokens=3, progress=False
+    )
+    again = generate_responses(
+        causal_lm, PROMPTS[:1], seed=20, max_new_tokens=3, progress=False
+    )
+    assert again == fresh
+    assert _SWAPS[causal_lm][(1.0, 1.0)] is swap
+    assert swap.generate_function is compiled
 
 
 def test_long_responses_are_cut_to_max_new_tokens(causal_lm):
