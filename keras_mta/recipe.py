@@ -32,6 +32,7 @@ from keras_mta.data.loaders import SCHEMAS
 from keras_mta.data.toy_world import TOY_WORLD
 from keras_mta.models.alignment_plan import AlignmentPlan
 from keras_mta.models.variants import ABLATIONS
+from keras_mta.models.variants import CROSS_VOCABULARY_DIVERGENCES
 from keras_mta.models.variants import DIVERGENCES
 from keras_mta.models.variants import GENERATION_SUFFIXES
 from keras_mta.models.variants import VARIANT_ALIASES
@@ -270,6 +271,19 @@ class DataSpec:
         "tokenizer on the training text (models built from architectures).",
         rule=TOKENIZER,
     )
+    # --- A student with its own tokenizer (issue 21): the teacher keeps
+    # data.tokenizer's (or its preset's). ---
+    student_tokenizer: str = _field(
+        "",
+        "empty: the student reads the teacher's tokens (data.tokenizer); "
+        "`sentencepiece:N`: the student gets its own N-piece SentencePiece "
+        "tokenizer trained on the training text (built from "
+        "student.architecture) while the teacher keeps its own, and the "
+        "run distills across tokenizers (distillation.divergence = 'uld', "
+        "MTA on paired units).",
+        rule=TOKENIZER,
+    )
+    # --- end of issue 21's data field ---
     spacy_pipeline: str = _field(
         "",
         "spaCy pipeline name (empty: en_core_web_sm if installed, else "
@@ -827,6 +841,7 @@ def _joint_problems(recipe, bad):
             ' or set training.student_generation.mode="off" and drop the '
             "variants' +adaptive / +on_policy suffixes."
         )
+    problems += _cross_tokenizer_problems(recipe, ok)  # issue 21
     plan_fields = [f"plan.{f.name}" for f in dataclasses.fields(PlanSpec)]
     models = ("teacher.architecture", "student.architecture")
     if ok(*plan_fields, *models):
@@ -857,6 +872,92 @@ def _joint_problems(recipe, bad):
         except RecipeError as e:
             problems.append(str(e))
     return problems
+
+
+# --- A student with its own tokenizer (issue 21) ---
+def _cross_tokenizer_problems(recipe, ok):
+    """`data.student_tokenizer` against the fields a cross-tokenizer run
+    cannot use yet or uses differently."""
+    data = recipe.data
+    if not ok("data.student_tokenizer") or not data.student_tokenizer:
+        return []
+    own = f"data.student_tokenizer is {data.student_tokenizer!r}"
+    problems = []
+    if ok("data.tokenizer") and data.student_tokenizer == data.tokenizer:
+        problems.append(
+            f"{own}, the same as data.tokenizer: both models would read "
+            "the same tokens. Fix: empty data.student_tokenizer (--set "
+            "data.student_tokenizer=) to share the tokenizer, or give the "
+            "student another vocabulary size."
+        )
+    undo = "empty data.student_tokenizer"
+    problems += cross_tokenizer_conflicts(recipe, own, undo, ok)
+    if ok("student.architecture") and not recipe.student.architecture:
+        problems.append(
+            f"{own}: the student is built with that tokenizer's vocabulary "
+            "from student.architecture, which is empty. Fix: give "
+            "[student] an `architecture` table (its vocabulary_size is "
+            "replaced by the tokenizer's)."
+        )
+    if ok("student.preset") and recipe.student.preset:
+        problems.append(
+            f"{own} but student.preset is {recipe.student.preset!r}: a "
+            "preset brings its own tokenizer and weights. Fix: empty "
+            "student.preset (the student is built from its architecture "
+            "with the new tokenizer), or empty data.student_tokenizer."
+        )
+    if ok("student.student_init") and (
+        recipe.student.student_init == "teacher_subset"
+    ):
+        problems.append(
+            f"{own}: student.student_init = 'teacher_subset' copies the "
+            "teacher's embeddings, which index another vocabulary. Fix: "
+            "set student.student_init = 'random'."
+        )
+    return problems
+
+
+def cross_tokenizer_conflicts(recipe, why, undo, ok=lambda *paths: True):
+    """What a run whose teacher and student tokenize differently cannot
+    do: a same-vocabulary divergence (with a compared variant that has
+    KD), a teacher cache (not yet supported by the runner).
+
+    Args:
+        recipe: the `Recipe`.
+        why: why the two tokenize differently, for the messages.
+        undo: how to make them share their tokens instead.
+        ok: `ok(*paths)` is False for fields already found bad.
+
+    Returns:
+        The messages (empty: none).
+    """
+    dist, problems = recipe.distillation, []
+    kd = [v for v in dist.compare if VARIANTS[v].ablation != "sft_only"]
+    if (
+        ok("distillation.divergence", "distillation.compare")
+        and kd
+        and dist.divergence not in CROSS_VOCABULARY_DIVERGENCES
+    ):
+        problems.append(
+            f"distillation.divergence is {dist.divergence!r}, which "
+            "compares two next-token distributions over one vocabulary, "
+            f"but {why} (the teacher keeps its own tokenizer and "
+            f"vocabulary; compared variants with KD: {kd}). Fix: set "
+            "distillation.divergence = 'uld' (Universal Logit "
+            f"Distillation, across vocabularies), or {undo}."
+        )
+    if ok("distillation.teacher_cache") and dist.teacher_cache:
+        problems.append(
+            f"distillation.teacher_cache is {dist.teacher_cache!r} and "
+            f"{why}: a teacher cache across tokenizers is not yet "
+            "supported by the runner. Fix: set teacher_cache off (--set "
+            "distillation.teacher_cache=) to distill from the live "
+            f"teacher, or {undo}."
+        )
+    return problems
+
+
+# --- end of issue 21's checks ---
 
 
 def _holdout_problems(recipe, ok):

@@ -21,6 +21,8 @@ def test_recipes_are_shipped():
     assert "opt-6.7b-to-opt-1.3b" in SHIPPED
     assert "qwen1.5-1.8b-to-qwen1.5-0.5b" in SHIPPED
     assert "smollm2-135m-instruct-to-llama-small" in SHIPPED
+    assert "tiny-cpu-cross-tokenizer" in SHIPPED
+    assert "smollm2-135m-instruct-to-llama-tiny-cross-tokenizer" in SHIPPED
 
 
 # The reference values of the paper's three runs (issue 19): the public
@@ -669,3 +671,71 @@ def test_generation_suffixes_with_a_teacher_cache_are_refused():
     assert "need a live teacher" in message
     recipe = recipe_from_dict({}, ["distillation.compare=['kd_only+adaptive']"])
     assert recipe.distillation.compare == ["kd+adaptive"]
+
+
+# --- A student with its own tokenizer (issue 21) ---
+CROSS_RECIPES = (
+    "tiny-cpu-cross-tokenizer",
+    "smollm2-135m-instruct-to-llama-tiny-cross-tokenizer",
+)
+
+
+@pytest.mark.parametrize("name", CROSS_RECIPES)
+def test_cross_tokenizer_recipes_give_the_student_its_own_tokenizer(name):
+    recipe = load_recipe(name)
+    assert recipe.data.student_tokenizer.startswith("sentencepiece:")
+    assert recipe.data.student_tokenizer != recipe.data.tokenizer
+    assert recipe.distillation.divergence == "uld"
+    assert "mta" in recipe.distillation.compare
+    assert not recipe.distillation.teacher_cache
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        (
+            "distillation.divergence=forward_kl",
+            "Fix: set distillation.divergence = 'uld'",
+        ),
+        (
+            "distillation.teacher_cache=caches/",
+            "not yet supported by the runner. Fix: set teacher_cache off",
+        ),
+        (
+            "data.student_tokenizer='sentencepiece:256'",
+            "the same as data.tokenizer",
+        ),
+        ("student.architecture={}", "student.architecture, which is empty"),
+        ("student.preset=gpt2_base_en", "a preset brings its own tokenizer"),
+        ("data.student_tokenizer=bpe", "data.student_tokenizer must be empty"),
+    ],
+)
+def test_a_student_with_its_own_tokenizer_is_checked(override, needle):
+    with pytest.raises(RecipeError) as error:
+        load_recipe("tiny-cpu-cross-tokenizer", [override])
+    assert needle in str(error.value)
+
+
+def test_same_vocabulary_divergences_are_fine_without_kd_or_own_tokenizer():
+    # Only SFT compared: no KD, any divergence.
+    load_recipe(
+        "tiny-cpu-cross-tokenizer",
+        ["distillation.divergence=forward_kl", "distillation.compare=['sft']"],
+    )
+    # The teacher's tokens shared: uld is accepted as well.
+    recipe = load_recipe("tiny-cpu", ["distillation.divergence=uld"])
+    assert recipe.data.student_tokenizer == ""
+
+
+def test_teacher_subset_is_refused_with_a_student_tokenizer():
+    with pytest.raises(RecipeError, match="index another vocabulary"):
+        load_recipe(
+            "smollm2-135m-instruct-to-llama-small",
+            [
+                "data.student_tokenizer='sentencepiece:512'",
+                "distillation.divergence=uld",
+            ],
+        )
+
+
+# --- end of issue 21's recipe tests ---

@@ -81,7 +81,13 @@ class DistillationModel(keras.Model):
     `keras_mta.CachedTeacher` (signals computed ahead by
     `keras_mta.build_teacher_cache` and streamed in the inputs by
     `TeacherCache.dataset`; no teacher runs). Both read the student's
-    `token_ids`: teacher and student share a tokenizer and vocabulary. The
+    `token_ids`: teacher and student share a tokenizer and vocabulary.
+    A teacher with its own tokenizer and vocabulary (another model
+    family) is a `keras_mta.models.CrossTokenizerTeacher`: it reads its
+    own `teacher_token_ids`, with units paired to the student's and
+    `teacher_positions`, as `DistillationPreprocessor(student_preprocessor,
+    teacher_preprocessor)` makes them; KD then needs a cross-vocabulary
+    divergence (`"uld"`) and HRA aligns units. The
     HRA projectors (one `Dense` per pair, student width to teacher width)
     and your alignment losses are built at construction; they and the
     student are the trainable weights.
@@ -118,7 +124,8 @@ class DistillationModel(keras.Model):
             another `TeacherSource`), or None for supervised fine-tuning of
             the student alone.
         student: a trainable keras-hub `CausalLM` with the teacher's
-            vocabulary (the two share `token_ids`).
+            vocabulary (the two share `token_ids`), or its own with a
+            `CrossTokenizerTeacher`.
         plan: an `AlignmentPlan`, or None for
             `AlignmentPlan.default(teacher_layers, student_layers)` (a
             cached teacher needs the plan it was built with).

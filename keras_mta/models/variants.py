@@ -8,6 +8,9 @@ list.
 
 import collections
 
+from keras_mta.losses.cross_vocabulary import (
+    CROSS_VOCABULARY_DIVERGENCES as _CROSS_VOCABULARY_CLASSES,
+)
 from keras_mta.losses.divergences import DIVERGENCES as _DIVERGENCE_CLASSES
 
 # `DistillationModel(ablation=...)`: which loss terms a model trains with.
@@ -38,7 +41,10 @@ ABLATION_TERMS = {
 
 # Divergence names accepted by `DistillationModel(divergence=...)` and
 # `distillation.divergence`.
-DIVERGENCES = tuple(_DIVERGENCE_CLASSES)
+# Divergences that compare two vocabularies (a teacher with its own
+# tokenizer, `data.student_tokenizer`); the others compare one.
+CROSS_VOCABULARY_DIVERGENCES = tuple(_CROSS_VOCABULARY_CLASSES)
+DIVERGENCES = tuple(_DIVERGENCE_CLASSES) + CROSS_VOCABULARY_DIVERGENCES
 
 Variant = collections.namedtuple("Variant", ["label", "ablation"])
 

@@ -25,22 +25,19 @@ class Datasets:
         train: training `Example`s.
         valid: validation `Example`s.
         student: the student CausalLM (its preprocessor tokenizes).
-        teacher: optional teacher CausalLM; it must tokenize as the
-            student does.
+        teacher: optional teacher CausalLM. When it tokenizes differently
+            from the student (`cross_tokenizer`), the arrays also hold its
+            own tokens, paired units and positions (`teacher_*`, see
+            `keras_mta.DistillationPreprocessor`).
     """
 
     def __init__(self, recipe, train, valid, student, teacher=None):
         data = recipe.data
         tokenizer = student.preprocessor.tokenizer
-        if teacher is not None and not same_tokenization(
+        # Issue 21: a teacher with its own tokenizer reads its own tokens.
+        self.cross_tokenizer = teacher is not None and not same_tokenization(
             student.preprocessor, teacher.preprocessor
-        ):
-            raise ValueError(
-                "Teacher and student tokenize differently; keras-mta's "
-                "DistillationModel needs a shared vocabulary (the logit "
-                "divergence compares distributions token by token). Use a "
-                "student with the teacher's tokenizer."
-            )
+        )
         self.train_examples, self.train_prompts_cut = truncate_prompts(
             train, tokenizer, data.max_prompt_length
         )
@@ -59,10 +56,14 @@ class Datasets:
                 )
         self.preprocessor = DistillationPreprocessor(
             student.preprocessor,
+            teacher.preprocessor if self.cross_tokenizer else None,
             max_word_units=data.max_word_units,
             max_phrase_units=data.max_phrase_units,
             chunker=span_cache_of(recipe),
             sequence_length=data.sequence_length,
+            teacher_sequence_length=(
+                data.sequence_length if self.cross_tokenizer else None
+            ),
         )
         self.batch_size = recipe.training.batch_size
         self.seed = recipe.training.seed

@@ -7,6 +7,8 @@ import keras
 
 from keras_mta.data.tokenizers import train_sentencepiece_tokenizer
 from keras_mta.models import AlignmentPlan
+from keras_mta.models import CrossTokenizerTeacher
+from keras_mta.models import TeacherSource
 from keras_mta.models import get_backbone
 from keras_mta.models import num_hidden_layers
 from keras_mta.models.loading import backbone_class
@@ -15,6 +17,7 @@ from keras_mta.models.loading import causal_lm_class
 from keras_mta.models.loading import load_causal_lm
 from keras_mta.models.lora import enable_student_lora
 from keras_mta.models.lora import lora_summary
+from keras_mta.preprocessing.distillation_preprocessor import same_tokenization
 from keras_mta.recipe import ModelSpec
 from keras_mta.utils import say
 
@@ -56,38 +59,33 @@ def load_models(recipe, train_examples, output_dir, tiny=False):
     tokenizer is trained on the training text (keras-hub's tools) and both
     models are built from their `architecture` with that vocabulary;
     otherwise each model comes from its preset (or architecture). With
+    `data.student_tokenizer = "sentencepiece:N"` the student gets its own
+    N-piece tokenizer (trained on the training text, built from
+    `student.architecture`) and the teacher keeps its own (the preset's,
+    or `data.tokenizer`'s): the run distills across tokenizers. With
     `student.lora_rank > 0` the student then trains through LoRA
     adapters (`apply_student_lora`, after any `student_init`).
     """
     spec = recipe.data.tokenizer
     if spec.startswith("sentencepiece:"):
-        size = int(spec.split(":", 1)[1])
-        say(f"training a {size}-piece SentencePiece tokenizer")
-        tokenizer = train_sentencepiece_tokenizer(
-            [e.text for e in train_examples],
-            size,
-            proto_path=os.path.join(output_dir, "tokenizer.spm"),
+        tokenizer = _trained_tokenizer(
+            spec, train_examples, output_dir, "tokenizer.spm"
         )
-        models = []
-        for role in ("teacher", "student"):
-            model_spec = getattr(recipe, role)
-            if not model_spec.architecture:
-                raise ValueError(
-                    f"data.tokenizer={spec!r} trains a new tokenizer, so the "
-                    f"{role} must be built from `{role}.architecture`."
-                )
-            architecture = _architecture_with_vocabulary(
-                model_spec.architecture, tokenizer.vocabulary_size()
+        roles = ("teacher", "student")
+        if recipe.data.student_tokenizer:  # issue 21: the student's own
+            roles = ("teacher",)
+        models = [
+            _model_with_tokenizer(
+                recipe, role, tokenizer, "data.tokenizer", tiny
             )
-            cls = causal_lm_class(backbone_class(architecture["class"]))
-            preprocessor = cls.preprocessor_cls(
-                tokenizer=tokenizer,
-                sequence_length=recipe.data.sequence_length,
-            )
-            with keras.name_scope(role):
-                models.append(
-                    build_causal_lm(architecture, preprocessor, tiny=tiny)
+            for role in roles
+        ]
+        if recipe.data.student_tokenizer:
+            models.append(
+                _student_with_own_tokenizer(
+                    recipe, train_examples, output_dir, tiny
                 )
+            )
         apply_student_lora(recipe.student, models[1])
         return tuple(models)
     if spec:
@@ -96,10 +94,15 @@ def load_models(recipe, train_examples, output_dir, tiny=False):
             "tokenizer) or use 'sentencepiece:N'."
         )
     teacher = load_causal_lm(recipe.teacher, "teacher", tiny=tiny)
-    student = load_causal_lm(
-        recipe.student, "student", tiny=tiny, teacher=teacher
-    )
-    _share_tokenizer(teacher, student)
+    if recipe.data.student_tokenizer:  # issue 21: the student's own
+        student = _student_with_own_tokenizer(
+            recipe, train_examples, output_dir, tiny
+        )
+    else:
+        student = load_causal_lm(
+            recipe.student, "student", tiny=tiny, teacher=teacher
+        )
+        _share_tokenizer(teacher, student)
     for model in (teacher, student):
         if model.preprocessor is None:
             raise ValueError(
@@ -110,6 +113,57 @@ def load_models(recipe, train_examples, output_dir, tiny=False):
         model.preprocessor.sequence_length = recipe.data.sequence_length
     apply_student_lora(recipe.student, student)
     return teacher, student
+
+
+def _trained_tokenizer(spec, train_examples, output_dir, file_name):
+    """The `sentencepiece:N` tokenizer `spec` trained on the training text
+    (`keras_mta.data.tokenizers`), its proto kept in `output_dir`."""
+    size = int(spec.split(":", 1)[1])
+    say(f"training a {size}-piece SentencePiece tokenizer ({file_name})")
+    return train_sentencepiece_tokenizer(
+        [e.text for e in train_examples],
+        size,
+        proto_path=os.path.join(output_dir, file_name),
+    )
+
+
+def _model_with_tokenizer(recipe, role, tokenizer, field, tiny):
+    """The recipe's `role` built from its architecture with `tokenizer`'s
+    vocabulary and a preprocessor over it (`field` names the recipe field
+    that asked for the tokenizer, in errors)."""
+    model_spec = getattr(recipe, role)
+    if not model_spec.architecture:
+        raise ValueError(
+            f"{field}={getattr(recipe.data, field.split('.')[1])!r} trains a "
+            f"new tokenizer, so the {role} must be built from "
+            f"`{role}.architecture`."
+        )
+    architecture = _architecture_with_vocabulary(
+        model_spec.architecture, tokenizer.vocabulary_size()
+    )
+    cls = causal_lm_class(backbone_class(architecture["class"]))
+    preprocessor = cls.preprocessor_cls(
+        tokenizer=tokenizer,
+        sequence_length=recipe.data.sequence_length,
+    )
+    with keras.name_scope(role):
+        return build_causal_lm(architecture, preprocessor, tiny=tiny)
+
+
+def _student_with_own_tokenizer(recipe, train_examples, output_dir, tiny):
+    """The student of `data.student_tokenizer` (issue 21): its own
+    SentencePiece tokenizer trained on the training text, the student
+    built from its architecture with that vocabulary; the teacher keeps
+    its own tokenizer, and the run distills across tokenizers."""
+    tokenizer = _trained_tokenizer(
+        recipe.data.student_tokenizer,
+        train_examples,
+        output_dir,
+        "student_tokenizer.spm",
+    )
+    return _model_with_tokenizer(
+        recipe, "student", tokenizer, "data.student_tokenizer", tiny
+    )
 
 
 def apply_student_lora(spec, student):
@@ -171,6 +225,19 @@ def _share_tokenizer(teacher, student):
         add_start_token=teacher_preprocessor.add_start_token,
         add_end_token=teacher_preprocessor.add_end_token,
     )
+
+
+def teacher_source_of(teacher, student):
+    """The teacher a `DistillationModel` gets: a keras-hub teacher that
+    tokenizes differently from the student is wrapped into a
+    `keras_mta.models.CrossTokenizerTeacher` (it reads the `teacher_*`
+    inputs of the run's `Datasets`); anything else passes as it is."""
+    if teacher is None or isinstance(teacher, TeacherSource):
+        return teacher
+    preprocessors = (teacher.preprocessor, student.preprocessor)
+    if None in preprocessors or same_tokenization(*preprocessors):
+        return teacher
+    return CrossTokenizerTeacher(teacher)
 
 
 def make_plan(recipe, teacher, student):

@@ -177,7 +177,9 @@ def run_distill(recipe, tiny=False, output_dir=None):
 
         teacher_seconds = 0.0
         if recipe.training.teacher_epochs:
-            history, teacher_seconds = train_teacher(recipe, teacher, datasets)
+            history, teacher_seconds = train_teacher(
+                recipe, teacher, run.teacher_data
+            )
             histories["teacher (SFT)"] = history
             terms["teacher (SFT)"] = ABLATION_TERMS["sft_only"]
             save_tied_preset(
@@ -188,7 +190,7 @@ def run_distill(recipe, tiny=False, output_dir=None):
                 "teacher",
                 "teacher",
                 teacher,
-                validation_loss(teacher, datasets.valid),
+                validation_loss(teacher, run.teacher_data.valid),
                 teacher_seconds,
                 rouge_scores(recipe.evaluation, teacher, sets, "teacher"),
             )
@@ -207,7 +209,16 @@ def run_distill(recipe, tiny=False, output_dir=None):
                 datasets,
                 output_dir,
             )
-        if "mta" in recipe.distillation.compare:
+        # The trajectory compares the two models on one tokenization: not
+        # measured across tokenizers (issue 21).
+        trajectory = "mta" in recipe.distillation.compare
+        if trajectory and datasets.cross_tokenizer:
+            trajectory = False
+            say(
+                "trajectory not measured: teacher and student tokenize "
+                "differently"
+            )
+        if trajectory:
             tables.append(
                 measure_trajectory(teacher, student, datasets, plan, "before")
             )
@@ -258,11 +269,12 @@ def run_distill(recipe, tiny=False, output_dir=None):
                     )
                 )
                 if variant == "mta" and index == len(seeds) - 1:
-                    tables.append(
-                        measure_trajectory(
-                            teacher, student, datasets, plan, "after MTA"
+                    if trajectory:
+                        tables.append(
+                            measure_trajectory(
+                                teacher, student, datasets, plan, "after MTA"
+                            )
                         )
-                    )
                     preset = os.path.join(output_dir, "mta_student")
                     save_tied_preset(student, preset)
                     merged = " (LoRA merged)" if lora_summary(student) else ""

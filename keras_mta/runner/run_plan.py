@@ -135,6 +135,9 @@ def _architecture(recipe, role, tiny):
     if tiny:
         architecture = tiny_architecture(architecture)
     tokenizer = recipe.data.tokenizer
+    if role == "student" and recipe.data.student_tokenizer:
+        # Issue 21: the student's own tokenizer, trained by the run.
+        tokenizer = recipe.data.student_tokenizer
     if tokenizer.startswith("sentencepiece:"):
         # The run trains this tokenizer and builds both models with it.
         architecture["vocabulary_size"] = int(tokenizer.split(":", 1)[1])
@@ -367,6 +370,11 @@ def _data_kind(path):
 def _data_lines(recipe):
     data = recipe.data
     tokenizer = data.tokenizer or "the teacher preset's (shared)"
+    if data.student_tokenizer:  # issue 21
+        tokenizer = (
+            f"{data.tokenizer or 'the preset'}'s for the teacher, "
+            f"{data.student_tokenizer} for the student (across tokenizers)"
+        )
     return [
         f"train: {data.train} ({_data_kind(data.train)})",
         f"valid: {data.valid} ({_data_kind(data.valid)})",

@@ -7,6 +7,8 @@ import time
 
 import keras
 
+from keras_mta.recipe import RecipeError
+from keras_mta.recipe import cross_tokenizer_conflicts
 from keras_mta.runner.data import load_data
 from keras_mta.runner.datasets import Datasets
 from keras_mta.runner.models import load_models
@@ -72,6 +74,14 @@ class RunSetup:
     plan: object
     datasets: object
     stages: dict
+    # Issue 21: the data tokenized by the teacher alone when it reads its
+    # own tokens (its fine-tuning and validation loss); None: `datasets`.
+    teacher_datasets: object = None
+
+    @property
+    def teacher_data(self):
+        """The `Datasets` the teacher trains and is scored on alone."""
+        return self.teacher_datasets or self.datasets
 
 
 def setup_run(recipe, tiny=False, output_dir=None, student=True):
@@ -100,13 +110,17 @@ def setup_run(recipe, tiny=False, output_dir=None, student=True):
     (teacher, student_model), stages["models"] = timed(
         load_models, recipe, train, output_dir, tiny=tiny
     )
-    plan = None
+    plan, teacher_datasets = None, None
     if student:
         plan = make_plan(recipe, teacher, student_model)
         say(f"plan: {plan}")
         datasets, stages["spans"] = timed(
             Datasets, recipe, train, valid, student_model, teacher
         )
+        if datasets.cross_tokenizer:  # issue 21
+            teacher_datasets, stages["teacher_spans"] = timed(
+                cross_tokenizer_data, recipe, train, valid, teacher
+            )
     else:
         student_model = None
         datasets, stages["spans"] = timed(
@@ -124,7 +138,29 @@ def setup_run(recipe, tiny=False, output_dir=None, student=True):
         plan=plan,
         datasets=datasets,
         stages=stages,
+        teacher_datasets=teacher_datasets,
     )
+
+
+def cross_tokenizer_data(recipe, train, valid, teacher):
+    """The data of a teacher that tokenizes differently from the student
+    (issue 21), tokenized by the teacher alone: what it is fine-tuned and
+    scored on. Refuses first what such a run cannot do
+    (`keras_mta.recipe.cross_tokenizer_conflicts`), also when the two
+    tokenizers come from two presets rather than
+    `data.student_tokenizer`."""
+    problems = cross_tokenizer_conflicts(
+        recipe,
+        "teacher and student tokenize differently",
+        "give the student the teacher's tokenizer",
+    )
+    if problems:
+        raise RecipeError(" ".join(problems))
+    say(
+        "teacher and student tokenize differently: the student reads its "
+        "own tokens, the teacher its own (paired units and positions)"
+    )
+    return Datasets(recipe, train, valid, teacher)
 
 
 def timed(fn, *args, **kwargs):

@@ -15,6 +15,7 @@ from keras_mta.models.validation_loss import validation_loss  # noqa: F401
 from keras_mta.models.validation_loss import validation_model
 from keras_mta.models.variants import VARIANTS
 from keras_mta.models.variants import split_variant
+from keras_mta.runner.models import teacher_source_of
 from keras_mta.runner.setup import timed
 from keras_mta.utils import fit_verbosity
 from keras_mta.utils import say
@@ -126,7 +127,8 @@ def build_variant_model(recipe, variant, teacher, student, plan, steps):
         variant: a name of `keras_mta.models.variants.VARIANTS` (or an
             older alias); `mta` takes `distillation.ablation` when set.
         teacher: the live teacher CausalLM or a `CachedTeacher`; unused by
-            `sft`.
+            `sft`. A CausalLM that tokenizes differently from the student
+            is wrapped into a `CrossTokenizerTeacher`.
         student: the student CausalLM (trained in place by `fit`).
         plan: the `AlignmentPlan`.
         steps: batches of the whole training (`make_optimizer` turns them
@@ -134,6 +136,7 @@ def build_variant_model(recipe, variant, teacher, student, plan, steps):
     """
     dist = recipe.distillation
     variant = split_variant(variant)[0]  # a generation suffix: same model
+    teacher = teacher_source_of(teacher, student)  # issue 21
     model = DistillationModel(
         None if variant == "sft" else teacher,
         student,
