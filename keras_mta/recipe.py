@@ -920,7 +920,8 @@ def _cross_tokenizer_problems(recipe, ok):
 def cross_tokenizer_conflicts(recipe, why, undo, ok=lambda *paths: True):
     """What a run whose teacher and student tokenize differently cannot
     do: a same-vocabulary divergence (with a compared variant that has
-    KD), a teacher cache (not yet supported by the runner).
+    KD). (A teacher cache works across tokenizers: the teacher is cached on
+    its own tokens.)
 
     Args:
         recipe: the `Recipe`.
@@ -945,14 +946,6 @@ def cross_tokenizer_conflicts(recipe, why, undo, ok=lambda *paths: True):
             f"vocabulary; compared variants with KD: {kd}). Fix: set "
             "distillation.divergence = 'uld' (Universal Logit "
             f"Distillation, across vocabularies), or {undo}."
-        )
-    if ok("distillation.teacher_cache") and dist.teacher_cache:
-        problems.append(
-            f"distillation.teacher_cache is {dist.teacher_cache!r} and "
-            f"{why}: a teacher cache across tokenizers is not yet "
-            "supported by the runner. Fix: set teacher_cache off (--set "
-            "distillation.teacher_cache=) to distill from the live "
-            f"teacher, or {undo}."
         )
     return problems
 

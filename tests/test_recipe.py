@@ -698,10 +698,6 @@ def test_cross_tokenizer_recipes_give_the_student_its_own_tokenizer(name):
             "Fix: set distillation.divergence = 'uld'",
         ),
         (
-            "distillation.teacher_cache=caches/",
-            "not yet supported by the runner. Fix: set teacher_cache off",
-        ),
-        (
             "data.student_tokenizer='sentencepiece:256'",
             "the same as data.tokenizer",
         ),
@@ -714,6 +710,14 @@ def test_a_student_with_its_own_tokenizer_is_checked(override, needle):
     with pytest.raises(RecipeError) as error:
         load_recipe("tiny-cpu-cross-tokenizer", [override])
     assert needle in str(error.value)
+
+
+def test_a_teacher_cache_across_tokenizers_is_accepted():
+    # The teacher is cached on its own tokens (issue 21, item 6).
+    recipe = load_recipe(
+        "tiny-cpu-cross-tokenizer", ["distillation.teacher_cache=caches/"]
+    )
+    assert recipe.distillation.teacher_cache == "caches/"
 
 
 def test_same_vocabulary_divergences_are_fine_without_kd_or_own_tokenizer():

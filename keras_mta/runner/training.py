@@ -335,7 +335,11 @@ def distill_variant(
     steps_per_epoch = datasets.steps_per_epoch_of(share)
     from_cache = caches is not None and variant != "sft"
     if from_cache:
-        teacher = CachedTeacher.from_cache(caches["train"])
+        # A cache of a teacher with its own tokenizer gives a
+        # CachedCrossTokenizerTeacher; the preprocessor checks the pairing.
+        teacher = CachedTeacher.from_cache(
+            caches["train"], preprocessor=datasets.preprocessor
+        )
         train = datasets.training_dataset(
             caches["train"], seed=seed, examples=share
         )

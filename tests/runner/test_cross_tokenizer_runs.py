@@ -56,6 +56,25 @@ def test_the_toy_run_across_two_tokenizers(tmp_path, monkeypatch):
 
 
 @pytest.mark.large
+def test_the_toy_run_across_two_tokenizers_from_a_teacher_cache(
+    tmp_path, monkeypatch
+):
+    # The teacher cached on its own tokens (CachedCrossTokenizerTeacher):
+    # KD (ULD from the cached top-k), DSA and unit-level HRA train from it.
+    monkeypatch.setenv("KERAS_MTA_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    sets = [
+        *TOY_SIZE,
+        "training.teacher_epochs=0",
+        "distillation.compare=['kd', 'mta']",
+        "distillation.teacher_cache=teacher_cache",
+    ]
+    results = _distill("tiny-cpu-cross-tokenizer", out, sets)
+    _check_cross_tokenizer_run(results, ["kd", "mta"])
+    assert any((out / "teacher_cache").iterdir())
+
+
+@pytest.mark.large
 @pytest.mark.once(backend="jax")
 def test_student_generation_across_two_tokenizers(tmp_path, monkeypatch):
     # Generated responses are tokenized again by both tokenizers (the
