@@ -2,6 +2,7 @@
 batches, step by step, for `model.fit`."""
 
 import threading
+import time
 
 import keras
 import numpy as np
@@ -14,6 +15,10 @@ from keras_mta.generation.replay_buffer import ReplayBuffer
 # (TensorFlow's `fit` reads the first two to learn the input signature,
 # then reads them again) is the same batch and is generated once.
 MEMO_STEPS = 4
+# How long a batch waits for a validation measure before it is an error
+# (a wait this long means the training loop will not reach the measure:
+# an error with the step names the problem instead of a silent hang).
+DECISION_WAIT_S = 600.0
 
 
 def _describe(batch):
@@ -306,8 +311,23 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
     def _wait_for_decisions(self, step):
         if threading.get_ident() == self._training_thread:
             return
+        start = time.monotonic()
         with self._condition:
             while self._hold is not None and step >= self._hold:
+                waited = time.monotonic() - start
+                if waited > DECISION_WAIT_S:
+                    raise RuntimeError(
+                        f"StudentGeneratedDataset: the batch of step {step} "
+                        f"waited {waited:.0f} s for the validation loss to "
+                        f"be measured at step {self._hold} (its generation "
+                        "decision depends on it), and the training loop did "
+                        "not get there. The loop is waiting for this batch "
+                        "itself, or the `AdaptiveGenerationCallback` that "
+                        "measures and releases it is not among the fit's "
+                        "callbacks. Fix: pass the callback to `fit` with this "
+                        "dataset; if it is there, please report this with "
+                        "the backend and the log."
+                    )
                 self._condition.wait(timeout=1.0)
 
     def __getitem__(self, index):

@@ -166,3 +166,23 @@ def test_overlap_waits_for_a_pending_validation_measure():
     assert not data.submit_ahead(3)  # its decision waits for the measure
     data.start_at(0)
     assert data._pending is None
+
+
+def test_a_batch_that_waits_too_long_for_its_measure_is_an_error(
+    monkeypatch,
+):
+    # Another thread holds batches from step 2 on (a validation measure
+    # due there); a reader that asks for step 2 and is never released gets
+    # an error naming the step and the fix, not a silent hang.
+    from keras_mta.generation import student_generated_dataset as module
+
+    monkeypatch.setattr(module, "DECISION_WAIT_S", 0.2)
+    data = dataset(threshold=0.5)
+    holder = threading.Thread(target=data.hold_from, args=(2, -1))
+    holder.start()
+    holder.join()
+    data[1]  # before the measure: made at once
+    with pytest.raises(RuntimeError, match="step 2 waited .* at step 2"):
+        data[2]
+    data.hold_from(None)
+    data[2]  # released: made
