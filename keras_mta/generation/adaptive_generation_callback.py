@@ -120,6 +120,7 @@ class AdaptiveGenerationCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         require_live_teacher(self.model)
+        self.dataset.begin_fit(threading.get_ident())
         self.step = self._epoch_start = self.dataset.initial_step
         self._steps_per_epoch = (self.params or {}).get("steps")
         if self.schedule.last_loss is None:
@@ -145,4 +146,4 @@ class AdaptiveGenerationCallback(keras.callbacks.Callback):
             self._hold()
 
     def on_train_end(self, logs=None):
-        self.dataset.hold_from(None)
+        self.dataset.end_fit()  # and no hold: nothing more is measured

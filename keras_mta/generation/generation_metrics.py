@@ -1,6 +1,8 @@
 """`GenerationMetrics`: the fractions of generated, replayed and
 ground-truth batches in `fit`'s logs."""
 
+import threading
+
 import keras
 
 from keras_mta.generation.generation_schedule import GENERATE
@@ -25,14 +27,15 @@ class GenerationMetrics(keras.callbacks.Callback):
     in the adaptive mode, `generation_threshold`. They show in the
     progress bar beside the loss.
 
-    The callback counts the steps actually trained on (a batch made ahead
-    of training, as TensorFlow prefetches them, counts when its step
-    runs), checks at the start that the model has a live teacher
-    (`require_live_teacher`), under jax has the batches to generate made
-    before their step starts, with the trained weights put back into the
-    student (the jax trainer holds them apart from the model during an
-    epoch and empties the variables while a step runs), and at the end
-    of `fit` lets the dataset continue from the next step in a later
+    The callback counts the steps actually trained on (a batch made ahead of
+    training, as TensorFlow prefetches them, counts when its step runs, and
+    one read ahead of the last step is not made:
+    `StudentGeneratedDataset.end_fit`), checks at the start that the model
+    has a live teacher (`require_live_teacher`), under jax has the batches
+    to generate made before their step starts, with the trained weights put
+    back into the student (the jax trainer holds them apart from the model
+    during an epoch and empties the variables while a step runs), and at the
+    end of `fit` lets the dataset continue from the next step in a later
     `fit`.
 
     Args:
@@ -55,6 +58,7 @@ class GenerationMetrics(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         require_live_teacher(self.model)
+        self.dataset.begin_fit(threading.get_ident())
         self.step = self.dataset.initial_step
         self._epoch_start = self.step
 
@@ -102,4 +106,6 @@ class GenerationMetrics(keras.callbacks.Callback):
         self._add(logs)
 
     def on_train_end(self, logs=None):
+        # Batches read ahead of the last step are never trained on.
+        self.dataset.end_fit()
         self.dataset.start_at(self.step)

@@ -3,6 +3,7 @@ batches, step by step, for `model.fit`."""
 
 import threading
 import time
+import weakref
 
 import keras
 import numpy as np
@@ -19,6 +20,11 @@ MEMO_STEPS = 4
 # (a wait this long means the training loop will not reach the measure:
 # an error with the step names the problem instead of a silent hang).
 DECISION_WAIT_S = 600.0
+
+# The datasets in a `fit` (between `begin_fit` and `end_fit`): a fit that
+# begins on a thread ends the fits that thread left by an exception, whose
+# prefetching threads would otherwise wait for a measure forever.
+_IN_FIT = weakref.WeakSet()
 
 
 def _describe(batch):
@@ -91,6 +97,11 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
     (`hold_from`) until the measure is in. (TensorFlow reads the first two
     batches before training to learn their signature: with a measure
     after every single step, the second batch was decided before it.)
+    The generation callbacks tell the dataset when a `fit` begins and ends
+    (`begin_fit`, `end_fit`): a batch that the prefetching thread asks for
+    after the last step is never trained on, so it is not made (nothing
+    is generated, drawn or recorded), and a thread still waiting for a
+    measure of a fit that ended, or raised, stops waiting.
 
     Args:
         arrays: `(x, y, sample_weight)` of the ground-truth examples,
@@ -204,6 +215,14 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         self._hold = None
         self._training_thread = None
         self._condition = threading.Condition()
+        # Held while a batch is made (`end_fit` waits for it); never held
+        # while waiting for a measure.
+        self._making = threading.Lock()
+        # The number of the current fit (`begin_fit`), whether it ended
+        # (`end_fit`), and the threads waiting for a measure (`waiting`).
+        self._fit = 0
+        self._ended = False
+        self._waiting = 0
 
     @property
     def num_batches(self):
@@ -244,7 +263,16 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         step = int(step)
         if step in self._memo:
             return self._memo[step]
-        self._wait_for_decisions(step)
+        if not self._may_make(step):
+            return self.ground_truth(step)  # never trained: see `end_fit`
+        with self._making:
+            if step in self._memo:
+                return self._memo[step]
+            if self._stale():
+                return self.ground_truth(step)
+            return self._make(step)
+
+    def _make(self, step):
         size = 0 if self.buffer is None else len(self.buffer)
         source = self.schedule.decide(step, size)
         reference = self.ground_truth(step)
@@ -308,27 +336,87 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
                 self._training_thread = training_thread
             self._condition.notify_all()
 
-    def _wait_for_decisions(self, step):
+    def begin_fit(self, training_thread):
+        """A `fit` on this dataset begins on `training_thread` (a
+        `threading.get_ident()`; the generation callbacks call this in
+        `on_train_begin`). A fit this thread left by an exception, on this
+        dataset or another, is ended first (`end_fit`)."""
+        for other in list(_IN_FIT):
+            if other is not self and other._training_thread == training_thread:
+                other.end_fit()
+        with self._condition:
+            self._fit += 1  # batches asked for by an earlier fit: stale
+            self._ended = False
+            self._training_thread = training_thread
+            self._condition.notify_all()
+        _IN_FIT.add(self)
+
+    def end_fit(self):
+        """The `fit` ended (`on_train_end` of the generation callbacks; or
+        a later `begin_fit` on its thread, if it raised). Batches that a
+        prefetching thread asks for from now on (TensorFlow's input
+        pipeline reads ahead of the last step) are never trained on: such
+        a thread gets the step's ground-truth batch at once, and nothing
+        is drawn, generated, pushed into the buffer or recorded in
+        `sources`; one that waits for a validation measure stops waiting.
+        A batch being made when the fit ends is finished first, so that
+        `start_at` then forgets it. Calls from the training thread itself
+        are not affected. Idempotent."""
+        with self._condition:
+            self._ended = True
+            self._hold = None
+            self._condition.notify_all()
+        with self._making:
+            pass  # a batch being made is finished
+        _IN_FIT.discard(self)
+
+    @property
+    def waiting(self):
+        """The number of threads waiting for a validation measure."""
+        return self._waiting
+
+    def _stale(self, fit=None):
+        """Whether a batch asked for now on this thread (for the fit
+        numbered `fit`, default the current one) would never be trained
+        on: the fit ended, or a newer one began."""
         if threading.get_ident() == self._training_thread:
-            return
+            return False
+        fit = self._fit if fit is None else fit
+        return self._ended or fit != self._fit
+
+    def _may_make(self, step):
+        """Waits, on a thread other than the training thread, until the
+        decisions before `step` are in (`hold_from`); returns False when
+        the batch would never be trained on (`end_fit`)."""
+        if threading.get_ident() == self._training_thread:
+            return True
         start = time.monotonic()
         with self._condition:
-            while self._hold is not None and step >= self._hold:
-                waited = time.monotonic() - start
-                if waited > DECISION_WAIT_S:
-                    raise RuntimeError(
-                        f"StudentGeneratedDataset: the batch of step {step} "
-                        f"waited {waited:.0f} s for the validation loss to "
-                        f"be measured at step {self._hold} (its generation "
-                        "decision depends on it), and the training loop did "
-                        "not get there. The loop is waiting for this batch "
-                        "itself, or the `AdaptiveGenerationCallback` that "
-                        "measures and releases it is not among the fit's "
-                        "callbacks. Fix: pass the callback to `fit` with this "
-                        "dataset; if it is there, please report this with "
-                        "the backend and the log."
-                    )
-                self._condition.wait(timeout=1.0)
+            fit = self._fit
+            self._waiting += 1
+            try:
+                while not self._stale(fit) and (
+                    self._hold is not None and step >= self._hold
+                ):
+                    waited = time.monotonic() - start
+                    if waited > DECISION_WAIT_S:
+                        raise RuntimeError(
+                            f"StudentGeneratedDataset: the batch of step "
+                            f"{step} waited {waited:.0f} s for the validation "
+                            f"loss to be measured at step {self._hold} (its "
+                            "generation decision depends on it), and the "
+                            "training loop did not get there. The loop is "
+                            "waiting for this batch itself, or the "
+                            "`AdaptiveGenerationCallback` that measures and "
+                            "releases it is not among the fit's callbacks. "
+                            "Fix: pass the callback to `fit` with this "
+                            "dataset; if it is there, please report this "
+                            "with the backend and the log."
+                        )
+                    self._condition.wait(timeout=1.0)
+            finally:
+                self._waiting -= 1
+            return not self._stale(fit)
 
     def __getitem__(self, index):
         return self.batch(self.initial_step + int(index))

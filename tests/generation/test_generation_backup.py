@@ -3,6 +3,7 @@
 uninterrupted one (tiny model, six steps, every backend)."""
 
 import os
+import time
 
 import keras
 import numpy as np
@@ -56,6 +57,10 @@ class Record(keras.callbacks.Callback):
         self.trained[step] = (source, x["token_ids"].tolist())
 
 
+# Every dataset `train` made (an interrupted `train` returns none).
+MADE = []
+
+
 def train(backup_dir, interrupt=False):
     arrays, prompts = examples(8)
     model = tiny_language_model()
@@ -66,6 +71,7 @@ def train(backup_dir, interrupt=False):
     dataset = StudentGeneratedDataset(
         arrays, prompts, 4, DrawResponder(), schedule, seed=5
     )
+    MADE.append(dataset)
     backup = GenerationBackupAndRestore(dataset, str(backup_dir))
     metrics = GenerationMetrics(dataset)
     adaptive = AdaptiveGenerationCallback(
@@ -87,7 +93,16 @@ def train(backup_dir, interrupt=False):
 
 
 def test_a_resumed_fit_trains_on_the_same_batches(tmp_path):
-    expected, _, _, model = train(tmp_path / "straight")
+    expected, _, straight, model = train(tmp_path / "straight")
+    # Nothing is made for the steps that TensorFlow's prefetching reads
+    # after the last one (6, 7, ...): no source, draw or buffer entry.
+    time.sleep(0.5)
+    generated = [
+        s for s, source in straight.sources.items() if source == "generate"
+    ]
+    assert max(straight.sources) == EPOCHS * STEPS - 1
+    assert straight.responder.draws == len(generated)
+    assert all(s < EPOCHS * STEPS for s in straight.buffer.get_state()["steps"])
     sources = [expected[step][0] for step in range(EPOCHS * STEPS)]
     # Steps 4 and 5 (after the interruption) generate and replay.
     assert sources[4:] == ["generate", "replay"], sources
@@ -111,6 +126,12 @@ def test_a_resumed_fit_trains_on_the_same_batches(tmp_path):
     assert sorted(trained) == [4, 5]
     assert {step: expected[step] for step in (4, 5)} == trained
     assert dataset.schedule.threshold == 0.9
+    # Under TensorFlow the interrupted fit's prefetching thread waited for
+    # the measure at step 6; the resumed fit released it (a fit that
+    # raised never reaches on_train_end), and nothing more was made.
+    interrupted = MADE[-2]
+    assert interrupted.waiting == 0
+    assert max(interrupted.sources) < 6
     for a, b in zip(model.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

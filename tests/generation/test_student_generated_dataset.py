@@ -186,3 +186,74 @@ def test_a_batch_that_waits_too_long_for_its_measure_is_an_error(
         data[2]
     data.hold_from(None)
     data[2]  # released: made
+
+
+def _reader(data, step, into):
+    """A thread that asks for `step`'s batch, as TensorFlow's prefetching
+    thread does; its result goes into `into`."""
+    thread = threading.Thread(target=lambda: into.append(data[step]))
+    thread.start()
+    return thread
+
+
+def _until(condition, seconds=10.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_a_batch_read_ahead_of_the_end_of_fit_is_not_made():
+    # The fit trains steps 0 and 1 and ends; a reader of step 2 (what
+    # TensorFlow's prefetching asks for) waits for the measure at step 2,
+    # and, released by the end of the fit, gets the data's own batch:
+    # nothing drawn, generated, pushed or recorded.
+    data = dataset(threshold=1.0)
+    data.begin_fit(threading.get_ident())
+    data.hold_from(2, threading.get_ident())
+    data[0], data[1]
+    made, draws = dict(data.sources), data.responder.draws
+    got = []
+    reader = _reader(data, 2, got)
+    assert _until(lambda: data.waiting == 1)
+    data.end_fit()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and data.waiting == 0
+    np.testing.assert_array_equal(got[0][1], data.ground_truth(2)[1])
+    after = []
+    _reader(data, 3, after).join(timeout=10)  # asked for after the end
+    np.testing.assert_array_equal(after[0][1], data.ground_truth(3)[1])
+    assert data.sources == made and data.responder.draws == draws
+    assert len(data.buffer) == sum(s == "generate" for s in made.values())
+    # The training thread itself still makes batches after the end, and a
+    # new fit lets readers make them again.
+    data[2]
+    assert data.sources[2] in ("generate", "replay")
+    data.begin_fit(threading.get_ident())
+    _reader(data, 3, after).join(timeout=10)
+    assert 3 in data.sources
+
+
+def test_a_fit_left_by_an_exception_is_ended_by_the_next_fit_on_its_thread():
+    # A fit that raised never reaches `on_train_end`: its reader would
+    # wait for a measure forever (and hold one of TensorFlow's threads).
+    # The next fit on the same thread, on any dataset, ends it.
+    left, fresh = dataset(threshold=1.0), dataset(threshold=1.0)
+    left.begin_fit(threading.get_ident())
+    left.hold_from(1, threading.get_ident())
+    got = []
+    reader = _reader(left, 1, got)
+    assert _until(lambda: left.waiting == 1)
+    fresh.begin_fit(threading.get_ident())
+    reader.join(timeout=10)
+    assert not reader.is_alive() and left.waiting == 0
+    assert 1 not in left.sources and left.responder.draws == 0
+    # A fit begun again on the same dataset ends its own earlier one too.
+    fresh.hold_from(1, threading.get_ident())
+    reader = _reader(fresh, 1, got)
+    assert _until(lambda: fresh.waiting == 1)
+    fresh.begin_fit(threading.get_ident())
+    reader.join(timeout=10)
+    assert not reader.is_alive() and 1 not in fresh.sources
