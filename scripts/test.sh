@@ -90,6 +90,12 @@ if [ -z "${KERAS_MTA_EVERY_BACKEND:-}" ]; then
 fi
 report_dir=test-reports
 mkdir -p "$report_dir"
+# A report of an earlier run is removed first: a backend whose process is
+# stopped before pytest writes its report then reads "no report" in the
+# summary, not the old run's counts.
+for backend in $backends; do
+  rm -f "$report_dir/$backend.xml"
+done
 # The backends run side by side, one process each (`KERAS_MTA_SERIAL=1`: one
 # after the other). A test process keeps about one core busy (compiling and
 # running tiny models), so on a 2-core machine three in parallel finish in
