@@ -596,6 +596,15 @@ class TeacherCache:
         dataset = dataset.map(pack).batch(
             batch_size, drop_remainder=drop_remainder
         )
+        # The chunks come through generators, so tf.data cannot count the
+        # batches; Keras needs the count to start every epoch on a fresh
+        # pass (with an unknown count and `steps_per_epoch`, it runs out of
+        # data in the second epoch, warns and trains that epoch on nothing).
+        full, partial = divmod(self.num_examples, int(batch_size))
+        batches = full + (1 if partial and not drop_remainder else 0)
+        dataset = dataset.apply(
+            tf.data.experimental.assert_cardinality(batches)
+        )
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def __repr__(self):

@@ -149,6 +149,23 @@ def test_stream_in_order_with_static_batches(tmp_path):
     assert rows == list(range(8))
 
 
+@pytest.mark.parametrize("drop_remainder, batches", [(True, 2), (False, 3)])
+def test_the_stream_tells_keras_its_number_of_batches(
+    tmp_path, drop_remainder, batches
+):
+    # Chunks come through generators, which tf.data cannot count: without
+    # a stated count, `fit(..., steps_per_epoch=N)` ran out of data in the
+    # second epoch (a warning, and an epoch trained on nothing).
+    cache = _complete(tmp_path, num_examples=10, chunk_size=4)
+    x = {"token_ids": np.zeros((10, 3), "int32")}
+    dataset = cache.dataset(
+        (x, np.zeros(10)), batch_size=4, drop_remainder=drop_remainder
+    )
+    assert int(dataset.cardinality()) == batches
+    for _ in range(2):  # every pass holds that many
+        assert len(list(dataset)) == batches
+
+
 def test_format_bytes():
     assert store.format_bytes(512) == "512 B"
     assert store.format_bytes(3 * 2**20) == "3.00 MiB"
