@@ -2,7 +2,7 @@
 Title: Getting started with keras-mta
 Author: keras-mta team
 Date created: 2026/11/28
-Last modified: 2026/11/28
+Last modified: 2026/12/01
 Description: Distill a small causal LM from a larger one with `model.fit`.
 Accelerator: None
 """
@@ -16,15 +16,19 @@ besides the usual loss on the logits, the student's hidden states are
 aligned with the teacher's at a few mapped layer pairs, on **word** units
 low in the network and **phrase** units higher up.
 
-This guide runs the whole loop on a CPU in a few minutes:
+This guide runs the whole loop on a CPU. Under jax on 2 cores it took
+10 min 5 s and 15 min 26 s in two runs on a machine shared with other
+jobs (load average 2 to 8), 7.5 to 8 minutes of CPU time:
 
 1. make a small English instruction dataset and a tokenizer for it;
-2. build a tiny keras-hub teacher and student, and fine-tune the teacher;
+2. build a tiny keras-hub teacher and student, and fine-tune the teacher
+   until its validation loss stops improving;
 3. turn prompt + response examples into the inputs of MTA with
    `keras_mta.DistillationPreprocessor`;
-4. `compile`, `fit` and `evaluate` a `keras_mta.DistillationModel`;
-5. generate a response with the student, score it with ROUGE-L and save the
-   student as a keras-hub preset.
+4. `compile`, `fit` and `evaluate` a `keras_mta.DistillationModel`, until
+   the student's validation loss stops improving;
+5. generate responses with the student, score them with ROUGE-L and save
+   the student as a keras-hub preset.
 
 With real models nothing changes but the two `from_preset` lines (see the
 guide *Bring your own models*).
@@ -54,19 +58,21 @@ OUTPUT = os.environ.get("KERAS_MTA_GUIDE_OUTPUT", "guide_outputs")
 OUTPUT = os.path.join(OUTPUT, "getting_started")
 NUM_TRAIN = 64 if SMALL else 1200
 NUM_VALID = 8 if SMALL else 100
-TEACHER_EPOCHS = 1 if SMALL else 6
-EPOCHS = 2 if SMALL else 3
-VOCABULARY = 200 if SMALL else 256
+# Caps on the epochs: each model trains until its validation loss stops
+# improving (early stopping), or for this many epochs at most.
+TEACHER_EPOCHS = 1 if SMALL else 30
+EPOCHS = 2 if SMALL else 30
 SEEDS = [10] if SMALL else [10, 20, 30, 40, 50]
 keras.utils.set_random_seed(42)
 
 """
 ## Data
 
-`keras_mta.data.toy_world.write_toy_dataset` writes a small instruction dataset made by the
-project itself (facts about animals, asked and answered in full sentences),
-in the Dolly JSONL schema. `load_examples` reads any such file and formats
-each prompt with the usual instruction template.
+`keras_mta.data.toy_world.write_toy_dataset` writes a small instruction
+dataset made by the project itself (facts about animals, asked and
+answered in full sentences), in the Dolly JSONL schema. `load_examples`
+reads any such file and formats each prompt with the usual instruction
+template.
 """
 
 train_path, valid_path = write_toy_dataset(
@@ -79,14 +85,24 @@ print(train[0].prompt + train[0].response)
 """
 ## Teacher and student
 
-Both models share one tokenizer: a small SentencePiece tokenizer
-trained on the data. The teacher is a 4-block Llama of width 128, the
-student a 2-block Llama of width 64. The teacher is fine-tuned first with
-keras-hub's own `fit` (it takes raw strings).
+Both models share one tokenizer: a small SentencePiece tokenizer trained
+on the data. With BPE and 640 pieces nearly every word of the toy world is
+one token, so the models learn facts rather than spelling (SentencePiece's
+default unigram model stops at about 300 pieces on this text and spells
+the rarer words piece by piece). The teacher is a 4-block Llama of width
+128, the student a 2-block Llama of width 64.
+
+The teacher is fine-tuned first with keras-hub's own `fit` (it takes raw
+strings), until its validation loss stops improving: a student learns
+only what its teacher knows. `keras.callbacks.EarlyStopping` ends the
+training when the validation loss has not improved for 2 epochs and puts
+back the weights of the best epoch; `TEACHER_EPOCHS` is only a cap.
 """
 
 tokenizer = train_sentencepiece_tokenizer(
-    [example.text for example in train], vocabulary_size=VOCABULARY
+    [example.text for example in train],
+    vocabulary_size=640,
+    model_type="bpe",
 )
 
 
@@ -100,7 +116,7 @@ def llama(num_layers, hidden_dim, heads):
         intermediate_dim=2 * hidden_dim,
     )
     preprocessor = keras_hub.models.LlamaCausalLMPreprocessor(
-        tokenizer=tokenizer, sequence_length=128
+        tokenizer=tokenizer, sequence_length=96
     )
     return keras_hub.models.LlamaCausalLM(backbone, preprocessor)
 
@@ -108,7 +124,17 @@ def llama(num_layers, hidden_dim, heads):
 teacher = llama(num_layers=4, hidden_dim=128, heads=4)
 student = llama(num_layers=2, hidden_dim=64, heads=2)
 teacher.compile(optimizer=keras.optimizers.AdamW(3e-3))
-teacher.fit([e.text for e in train], batch_size=16, epochs=TEACHER_EPOCHS)
+teacher.fit(
+    [example.text for example in train],
+    validation_data=([example.text for example in valid],),
+    batch_size=16,
+    epochs=TEACHER_EPOCHS,
+    callbacks=[
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=2, restore_best_weights=True
+        )
+    ],
+)
 
 """
 ## Inputs of MTA
@@ -130,6 +156,17 @@ train_ds = preprocessor.prepare_dataset(train, batch_size=16, shuffle=True)
 valid_ds = preprocessor.prepare_dataset(valid, batch_size=16)
 
 """
+The same validation batches measure the teacher on the responses alone
+(its `val_loss` above also counts the prompts' tokens): a
+`DistillationModel` without a teacher is plain supervised fine-tuning, and
+its `ce` is the cross-entropy on the response tokens.
+"""
+
+teacher_alone = keras_mta.DistillationModel(None, teacher)
+teacher_alone.compile(optimizer="adam")
+teacher_loss = teacher_alone.evaluate(valid_ds, return_dict=True)["ce"]
+
+"""
 ## Distill
 
 The `AlignmentPlan` maps teacher layers to student layers (index `L` is the
@@ -141,6 +178,12 @@ upper one phrase units. The loss is
 
 and `fit` reports every term: `ce`, `kd` (forward KL), `dsa` (structure of
 the units) and `hra` (the projected hidden states).
+
+The student, too, trains until its validation loss stops improving: here
+the early stopping watches `val_ce`, the student's own cross-entropy on
+the validation responses, since the total `val_loss` also holds the
+terms that measure how close the student is to the teacher. Keras cannot
+tell which way a metric it does not know should go, hence `mode="min"`.
 
 `fit` stops at the first NaN or infinite loss, term or gradient with a
 `keras_mta.NonFiniteError` that names the terms and the step, and the
@@ -154,8 +197,20 @@ model = keras_mta.DistillationModel(
     teacher, student, plan=plan, kd_ratio=0.5, mta_weight=2.0
 )
 model.compile(optimizer=keras.optimizers.AdamW(3e-3))
-history = model.fit(train_ds, validation_data=valid_ds, epochs=EPOCHS)
-print(model.evaluate(valid_ds, return_dict=True))
+history = model.fit(
+    train_ds,
+    validation_data=valid_ds,
+    epochs=EPOCHS,
+    callbacks=[
+        keras.callbacks.EarlyStopping(
+            monitor="val_ce",
+            mode="min",
+            patience=2,
+            restore_best_weights=True,
+        )
+    ],
+)
+student_loss = model.evaluate(valid_ds, return_dict=True)["ce"]
 
 """
 The training curves, saved as an image:
@@ -172,20 +227,61 @@ keras_mta.analysis.plot_training_curves(
 
 ## Generate, score, save
 
-The student is a plain keras-hub `CausalLM`, so `student.generate(...)`
-works as usual. `evaluate_rouge` runs the field's ROUGE-L protocol: one
-sampled response per prompt and seed, the mean and spread over seeds
-(the paper uses seeds 10, 20, 30, 40, 50), and keeps the responses of the
-first seed.
+The student is a plain keras-hub `CausalLM`: `compile(sampler="greedy")`
+and `generate` work as usual. Its greedy answers to the validation
+prompts, scored with ROUGE-L (the longest common subsequence with the
+reference answer, 0 to 100), next to the teacher's:
+"""
+
+prompts = [example.prompt for example in valid]
+references = [example.references for example in valid]
+for name, causal_lm, loss in (
+    ("teacher", teacher, teacher_loss),
+    ("student", student, student_loss),
+):
+    causal_lm.compile(sampler="greedy")
+    answers = causal_lm.generate(prompts, max_length=128, strip_prompt=True)
+    rouge = keras_mta.evaluation.mean_rouge_l(answers, references)
+    print(f"{name}: validation loss {loss:.3f}, greedy ROUGE-L {rouge:.2f}")
+for prompt, answer in list(zip(prompts, answers))[:4]:
+    instruction = prompt.split("### Instruction:")[-1].split("###")[0]
+    print(instruction.strip(), "->", answer)
+
+"""
+Measured under jax (the runs above, same figures in both): the teacher
+stopped after 14 epochs and kept epoch 12, the student stopped after 10
+and kept epoch 8. On the validation responses the student's loss is
+0.065 against the teacher's 0.114, its greedy ROUGE-L 84.42 against
+81.11 (keras-hub's `fit` trains the teacher on every token, prompts
+included, and its early stopping watched that loss; the student trains
+and stops on the responses alone). Its first answers:
+
+```
+Tell me where the busy bee lives. -> The busy bee makes its home in the
+flower garden.
+Describe the sleepy koala. -> The sleepy koala is a small grey animal. It
+lives in the eucalyptus trees and eats eucalyptus leaves.
+Write a short description of the sleepy koala. -> The sleepy koala is a
+small grey animal. It lives in the eucalyptus trees and eats eucalyptus
+leaves.
+What does the wild horse eat? -> The wild horse eats dry hay.
+```
+
+The questions come from the validation split, but the toy world is small
+and the same facts are in the training data: the answers show that the
+student learned them, not that it generalises.
+
+`evaluate_rouge` runs the field's ROUGE-L protocol: one sampled response
+per prompt and seed, the mean and spread over seeds (the paper uses seeds
+10, 20, 30, 40, 50), and keeps the responses of the first seed. Measured:
+79.96 +- 1.30 on the 100 validation prompts; sampled answers score below
+greedy ones.
 """
 
 result = keras_mta.evaluation.evaluate_rouge(
-    student, valid, dataset="valid", seeds=SEEDS, max_new_tokens=24
+    student, valid, dataset="valid", seeds=SEEDS, max_new_tokens=40
 )
 print(result)
-for example, response in list(zip(valid, result.predictions))[:2]:
-    print(example.prompt.split("### Instruction:")[-1].strip())
-    print("  ->", response)
 student.save_to_preset(os.path.join(OUTPUT, "student_preset"))
 
 """

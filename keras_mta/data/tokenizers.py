@@ -9,12 +9,17 @@ import keras_hub
 from keras_mta.imports import import_optional
 from keras_mta.utils.files import atomic_write
 
+# SentencePiece's models (`train_sentencepiece_tokenizer(model_type=)`).
+MODEL_TYPES = ("unigram", "bpe", "word", "char")
 
-def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
+
+def train_sentencepiece_tokenizer(
+    texts, vocabulary_size, proto_path=None, model_type="unigram"
+):
     """A Llama-style SentencePiece tokenizer trained on `texts`.
 
     Uses keras-hub's `compute_sentence_piece_proto` (the SentencePiece
-    trainer, unigram model, about a second for a few MB of text); the proto
+    trainer, about a second for a few MB of text); the proto
     uses keras-hub's ids: `<pad>` 0, `<unk>` 1, `<s>` 2, `</s>` 3. The
     trainer's own log (several screens, written by its C++ code to the
     process's stderr) is silenced.
@@ -25,10 +30,21 @@ def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
         proto_path: optional path; when given, the proto is written there
             atomically and can be reloaded with
             `keras_hub.models.LlamaTokenizer(proto=proto_path)`.
+        model_type: SentencePiece's model: `"unigram"` (the default),
+            `"bpe"`, `"word"` or `"char"`. On a small text with few
+            distinct words (the toy dataset) the unigram trainer stops
+            short of a vocabulary that holds whole words (about 300 pieces
+            for the toy data), where BPE goes on merging until most words
+            are one piece.
 
     Returns:
         A `keras_hub.models.LlamaTokenizer`.
     """
+    if model_type not in MODEL_TYPES:
+        raise ValueError(
+            f"train_sentencepiece_tokenizer: model_type={model_type!r} is "
+            f"not a SentencePiece model; use one of {MODEL_TYPES}."
+        )
     tf = import_optional("tensorflow", "train_sentencepiece_tokenizer")
     texts = [t for t in texts if t and t.strip()]
     if not texts:
@@ -38,6 +54,7 @@ def train_sentencepiece_tokenizer(texts, vocabulary_size, proto_path=None):
             proto = keras_hub.tokenizers.compute_sentence_piece_proto(
                 tf.data.Dataset.from_tensor_slices(texts),
                 vocabulary_size=vocabulary_size,
+                model_type=model_type,
             )
     except RuntimeError as e:
         if "Vocabulary size too high" not in str(e):

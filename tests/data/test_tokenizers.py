@@ -29,3 +29,23 @@ def test_trains_a_llama_tokenizer_that_round_trips(tmp_path):
 def test_too_large_a_vocabulary_is_named():
     with pytest.raises(ValueError, match="Lower `vocabulary_size`"):
         train_sentencepiece_tokenizer(["a few words only"] * 3, 5000)
+
+
+@pytest.mark.once
+def test_bpe_holds_whole_words_where_unigram_stops_short():
+    # The toy data's unigram trainer refuses more than about 300 pieces
+    # and spells its rarer words; BPE merges them into one piece each.
+    rows = make_rows(1200, seed=0)
+    texts = [r["instruction"] + "\n" + r["response"] for r in rows]
+    with pytest.raises(ValueError, match="Lower `vocabulary_size`"):
+        train_sentencepiece_tokenizer(texts, 640)
+    tokenizer = train_sentencepiece_tokenizer(texts, 640, model_type="bpe")
+    assert tokenizer.vocabulary_size() == 640
+    ids = keras.ops.convert_to_numpy(tokenizer("The busy beaver"))
+    assert len(ids.tolist()) == 3
+
+
+@pytest.mark.once
+def test_an_unknown_model_type_is_named():
+    with pytest.raises(ValueError, match="model_type='wordpiece'"):
+        train_sentencepiece_tokenizer(["some text"], 8, model_type="wordpiece")
