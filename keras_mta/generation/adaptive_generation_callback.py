@@ -39,6 +39,9 @@ class AdaptiveGenerationCallback(keras.callbacks.Callback):
         loss_fn: optional callable `loss_fn(model) -> float` that measures
             the loss instead (`model` is the model being trained).
         verbose: bool, print each measure and threshold.
+        evaluator: optional `validation_model` of the student to measure
+            with (a run shares one across its variants: compiled once);
+            None: one built at the first measure.
 
     Examples:
 
@@ -56,6 +59,7 @@ class AdaptiveGenerationCallback(keras.callbacks.Callback):
         eval_interval=0,
         loss_fn=None,
         verbose=False,
+        evaluator=None,
     ):
         super().__init__()
         if validation_data is None and loss_fn is None:
@@ -79,7 +83,7 @@ class AdaptiveGenerationCallback(keras.callbacks.Callback):
         self.step = dataset.initial_step
         self._epoch_start = self.step
         self._steps_per_epoch = None
-        self._evaluator = None
+        self._evaluator = evaluator
 
     def measure(self):
         """The student's validation loss now."""

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import math
+import weakref
 
 import keras_hub
 import numpy as np
@@ -182,7 +183,10 @@ class StudentResponses:
         self.chunker = _chunker(chunker, preprocessor)
         self.n_process = n_process
         self.start_method = start_method
-        self.sampler = _sampler(temperature, top_k, top_p, num_beams)
+        self._swap = _shared_swap(
+            student, (temperature, top_k, top_p, num_beams)
+        )
+        self.sampler = self._swap.sampler
         self.draws = 0
         self.generated_responses = 0
         self.degenerate_responses = 0
@@ -191,7 +195,6 @@ class StudentResponses:
             self.chunker, n_process=n_process, start_method=start_method
         )
         self._assembler = None
-        self._generate_function = None
 
     # ------------------------------------------------------------------
 
@@ -254,14 +257,12 @@ class StudentResponses:
         prompts = _checked_prompts(prompts)
         self._seed_sampler(self.draws)
         self.draws += 1
-        swap = SamplerSwap(self.student, self.sampler, self._generate_function)
-        with swap:
+        with self._swap:
             outputs = self.student.generate(
                 prompts,
                 max_length=self._max_length(prompts),
                 strip_prompt=True,
             )
-        self._generate_function = swap.generate_function
         responses = _as_strings(outputs)
         if self.max_new_tokens is not None:
             tokenizer = self.student.preprocessor.tokenizer
@@ -269,6 +270,13 @@ class StudentResponses:
                 _cut(tokenizer, text, self.max_new_tokens) for text in responses
             ]
         return prompts, responses
+
+    @property
+    def _generate_function(self):
+        """The compiled generate function of the student and sampler
+        (None before the first draw), shared with the other responders
+        of this student and sampling settings."""
+        return self._swap.generate_function
 
     def _seed_sampler(self, draw):
         """Sets the sampler's seed state to the one of draw `draw`."""
@@ -387,6 +395,23 @@ def _check_sampling(temperature, top_k, top_p, num_beams):
             "Beam search (`num_beams` > 1) does not sample: leave `top_k=0` "
             f"and `top_p=1.0`. Received top_k={top_k}, top_p={top_p}."
         )
+
+
+# One sampler, and the generate function keras-hub compiles around it, per
+# student and sampling settings: shared by every `StudentResponses` of that
+# student (a run's variants share one student CausalLM), so that only the
+# first compiles. Each draw sets the sampler's whole seed state first, so
+# sharing it changes no sample.
+_SWAPS = weakref.WeakKeyDictionary()
+
+
+def _shared_swap(student, settings):
+    """The `SamplerSwap` of `student` with the sampler of `settings`
+    (`(temperature, top_k, top_p, num_beams)`), made on first use."""
+    swaps = _SWAPS.setdefault(student, {})
+    if settings not in swaps:
+        swaps[settings] = SamplerSwap(student, _sampler(*settings))
+    return swaps[settings]
 
 
 def _sampler(temperature, top_k, top_p, num_beams):

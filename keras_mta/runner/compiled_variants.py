@@ -22,6 +22,11 @@ class CompiledVariants:
     terms' weights. The student's weights are the caller's to set
     (`SeedStarts`); the teacher's do not train.
 
+    A variant trained on the student's own outputs (`kd+adaptive`,
+    `mta+on_policy`) is the model of its plain variant with other data:
+    the runner asks for it by the plain name, so it shares that compiled
+    model and starts from the same terms' weights (issue 20).
+
     Args:
         student: the run's student CausalLM (shared by every variant).
 

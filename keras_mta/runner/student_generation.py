@@ -39,7 +39,14 @@ def make_responder(recipe, datasets, student, seed):
 
 
 def student_generation(
-    recipe, datasets, student, total_steps, seed=None, mode=None, examples=0
+    recipe,
+    datasets,
+    student,
+    total_steps,
+    seed=None,
+    mode=None,
+    examples=0,
+    validation=None,
 ):
     """The training data and callbacks of a run that trains on the
     student's own outputs.
@@ -60,6 +67,9 @@ def student_generation(
         examples: the students' share (`training.student_examples`): > 0
             keeps the first `examples` training rows and their prompts,
             the rows the ground-truth pipeline trains on (0: all).
+        validation: optional `validation_model` of the student (the
+            run's, compiled once) with which the adaptive mode measures
+            the validation loss; None: the callback builds its own.
 
     Returns:
         `(dataset, callbacks, responder)`: the `StudentGeneratedDataset`
@@ -107,6 +117,7 @@ def student_generation(
                 dataset,
                 datasets.valid,
                 eval_interval=generation.eval_interval,
+                evaluator=validation,
             )
         )
     return dataset, callbacks, responder

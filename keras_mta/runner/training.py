@@ -324,9 +324,10 @@ def distill_variant(
             there, with the same draws.
         compiled: optional `CompiledVariants` of the run: the variant's
             model (and the student's validation model) compiled once and
-            reused by every training seed. With early stopping, the
-            student is validated by its own cross-entropy only
-            (`StudentValidation`), not by the variant's whole loss.
+            reused by every training seed, and by the generating variants
+            of the same model (`kd` for `kd+adaptive`). With early
+            stopping, the student is validated by its own cross-entropy
+            only (`StudentValidation`), not by the variant's whole loss.
     """
     name = variant  # with its generation suffix, if any (issue 20)
     variant, suffix = split_variant(variant)
@@ -358,7 +359,9 @@ def distill_variant(
             steps_per_epoch * epochs,
         )
 
-    model = build() if compiled is None else compiled.model(name, build)
+    # A generating variant (`kd+adaptive`) trains the model of its plain
+    # variant (`kd`): with `compiled`, that compiled model, not one more.
+    model = build() if compiled is None else compiled.model(variant, build)
     # The whole dataset must hold every unit kind the model's terms align
     # (otherwise their loss is a silent 0): checked over the statistics of
     # the preprocessing, not by peeking at one batch.
@@ -384,6 +387,9 @@ def distill_variant(
             seed=seed,
             mode=generation,
             examples=share,
+            # The run's validation model (compiled once) measures the
+            # adaptive mode's validation loss.
+            validation=None if compiled is None else compiled.validation(),
         )
         callbacks = list(callbacks)
         source += f" with {generation} student generation"

@@ -141,6 +141,9 @@ def test_seeded_draws_reproduce(models, preprocessor):
     assert draws[0] != draws[1]  # each batch a new draw
     again = StudentResponses(student, preprocessor, seed=7, max_new_tokens=8)
     assert again.sample(SHORT) == draws[0]
+    # Another responder of the same student and settings (the next
+    # variant of a run) reuses the compiled function.
+    assert again._generate_function is compiled
     # A draw is a function of (seed, draw index) alone: resumable.
     again.draws = 1
     assert again.sample(SHORT) == draws[1]

@@ -31,6 +31,7 @@ def run_distill_variant(
     variant="mta",
     seed=None,
     backup_dir=None,
+    compiled=None,
     **training_fields,
 ):
     arrays, prompts = examples(8)
@@ -83,6 +84,7 @@ def run_distill_variant(
         datasets,
         seed=seed,
         backup_dir=backup_dir,
+        compiled=compiled,
     )
     return seen, responder
 
@@ -200,3 +202,60 @@ def test_a_generating_variant_backs_up_for_a_resume(monkeypatch, tmp_path):
     assert backup.backup_dir == str(tmp_path)
     seen, _ = run_distill_variant(monkeypatch, "off", backup_dir="unused")
     assert seen["callbacks"] == []
+
+
+class RecordingCompiledVariants:
+    """A stand-in `CompiledVariants` that records the names asked for."""
+
+    def __init__(self):
+        self.names = []
+
+    def model(self, name, build):
+        self.names.append(name)
+        return build()
+
+    def validation(self):
+        return "the run's validation model"
+
+
+def test_a_generating_variant_trains_its_plain_variant_s_compiled_model(
+    monkeypatch,
+):
+    # `kd+adaptive` is `kd`'s model with other data: one compiled model
+    # (one trace of the training step) serves both.
+    compiled = RecordingCompiledVariants()
+    for variant in ("mta", "mta+adaptive", "mta+on_policy"):
+        run_distill_variant(monkeypatch, "off", variant, compiled=compiled)
+    assert compiled.names == ["mta", "mta", "mta"]
+
+
+def test_the_adaptive_mode_measures_with_the_run_s_validation_model(
+    monkeypatch,
+):
+    # Not one more validation model compiled per adaptive variant.
+    from keras_mta.generation import adaptive_generation_callback
+
+    seen, _ = run_distill_variant(
+        monkeypatch,
+        "off",
+        "kd+adaptive",
+        compiled=RecordingCompiledVariants(),
+    )
+    callback = seen["callbacks"][-1]
+    assert isinstance(callback, AdaptiveGenerationCallback)
+    measured = {}
+
+    def validation_loss(student, data, model=None):
+        measured.update(student=student, data=data, model=model)
+        return 1.0
+
+    monkeypatch.setattr(
+        adaptive_generation_callback, "validation_loss", validation_loss
+    )
+    callback.set_model(types.SimpleNamespace(student="the student"))
+    assert callback.measure() == 1.0
+    assert measured == {
+        "student": "the student",
+        "data": "valid batches",
+        "model": "the run's validation model",
+    }
