@@ -8,8 +8,9 @@ from keras import ops
 from keras_mta import losses
 from tests.backend_utils import gradients
 
-# (teacher vocabulary, student vocabulary): larger, smaller, equal.
-VOCABULARIES = [(13, 7), (7, 13), (9, 9)]
+# (teacher vocabulary, student vocabulary): larger, smaller, equal, and
+# one much larger than the other (a long tail outside the top), each way.
+VOCABULARIES = [(13, 7), (7, 13), (9, 9), (300, 5), (5, 300)]
 
 
 def reference_uld(teacher_logits, student_logits, temperature=1.0):
@@ -49,6 +50,63 @@ def test_function_matches_float64_numpy(
     assert got.shape == (2, 3)
     want = reference_uld(teacher, student, temperature)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("larger", ["teacher", "student"])
+def test_ties_at_the_edge_of_the_top_match_float64_numpy(larger):
+    # The larger law has many tokens tied with its 5th largest probability
+    # (the smaller vocabulary's size): the ones left out of the top still
+    # count once each in the rest mass.
+    tied = np.array([3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -2.0, 0.5, 1.0])
+    large = np.broadcast_to(tied, (2, 3, 11)).astype("float32")
+    small = _logits(10, (2, 3, 5))
+    teacher, student = (large, small) if larger == "teacher" else (small, large)
+    got = ops.convert_to_numpy(
+        losses.universal_logit_distillation(teacher, student, 1.5)
+    )
+    want = reference_uld(teacher, student, 1.5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.once  # what is sorted: backend-independent
+def test_the_larger_vocabulary_is_never_sorted_whole(monkeypatch):
+    # Sorting the teacher's whole vocabulary (49,152 for SmolLM2) at every
+    # position took most of a CPU training step: only the smaller one is
+    # sorted, the larger one's top comes from `top_k`.
+    from keras_mta.losses import cross_vocabulary
+
+    sorted_sizes = []
+    sort = cross_vocabulary.ops.sort
+
+    def recording_sort(x, axis=-1):
+        sorted_sizes.append(int(x.shape[axis]))
+        return sort(x, axis=axis)
+
+    monkeypatch.setattr(cross_vocabulary.ops, "sort", recording_sort)
+    for teacher_vocab, student_vocab in ((300, 5), (5, 300)):
+        losses.universal_logit_distillation(
+            _logits(11, (2, 3, teacher_vocab)),
+            _logits(12, (2, 3, student_vocab)),
+        )
+    assert sorted_sizes == [5, 5]
+
+
+def test_jax_compiles_no_sort_of_the_larger_vocabulary():
+    # XLA turns a `top_k` whose values are also sliced elsewhere into a
+    # sort of the whole vocabulary (20x slower on a CPU at 49,152 tokens):
+    # the compiled loss must keep a TopK and sort nothing that long.
+    if keras.backend.backend() != "jax":
+        pytest.skip("what XLA compiles under jax")
+    import jax
+
+    teacher, student = _logits(13, (2, 3, 4096)), _logits(14, (2, 3, 7))
+
+    def loss(t, s):
+        return losses.universal_logit_distillation(t, s, 2.0)
+
+    hlo = jax.jit(loss).lower(teacher, student).compile().as_text()
+    sorts = [line for line in hlo.splitlines() if " sort(" in line]
+    assert not [line for line in sorts if "4096" in line], sorts
 
 
 def test_loss_is_weighted_mean_and_ignores_padding():
