@@ -1,6 +1,7 @@
 """`StudentGeneratedDataset`: ground-truth, freshly generated or replayed
 batches, step by step, for `model.fit`."""
 
+import sys
 import threading
 import time
 import weakref
@@ -384,10 +385,25 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         fit = self._fit if fit is None else fit
         return self._ended or fit != self._fit
 
+    def _training_thread_in_fit(self):
+        """Whether the training thread is inside a `fit` call (a frame of
+        a function named `fit` on its stack). A `fit` that raised never
+        reaches `on_train_end`, and nothing else tells the dataset; its
+        prefetching thread must not keep waiting for a measure that will
+        not come: TensorFlow would then block the process when it destroys
+        that input pipeline, until `DECISION_WAIT_S`."""
+        frame = sys._current_frames().get(self._training_thread)
+        while frame is not None:
+            if frame.f_code.co_name == "fit":
+                return True
+            frame = frame.f_back
+        return False
+
     def _may_make(self, step):
         """Waits, on a thread other than the training thread, until the
         decisions before `step` are in (`hold_from`); returns False when
-        the batch would never be trained on (`end_fit`)."""
+        the batch would never be trained on (`end_fit`, or the training
+        thread left its `fit`)."""
         if threading.get_ident() == self._training_thread:
             return True
         start = time.monotonic()
@@ -414,6 +430,8 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
                             "with the backend and the log."
                         )
                     self._condition.wait(timeout=1.0)
+                    if not self._training_thread_in_fit():
+                        return False
             finally:
                 self._waiting -= 1
             return not self._stale(fit)

@@ -171,21 +171,42 @@ def test_overlap_waits_for_a_pending_validation_measure():
 def test_a_batch_that_waits_too_long_for_its_measure_is_an_error(
     monkeypatch,
 ):
-    # Another thread holds batches from step 2 on (a validation measure
-    # due there); a reader that asks for step 2 and is never released gets
-    # an error naming the step and the fix, not a silent hang.
+    # The training thread, inside `fit`, holds batches from step 2 on (a
+    # validation measure due there); a reader that asks for step 2 and is
+    # never released gets an error naming the step and the fix, not a
+    # silent hang.
     from keras_mta.generation import student_generated_dataset as module
 
     monkeypatch.setattr(module, "DECISION_WAIT_S", 0.2)
     data = dataset(threshold=0.5)
-    holder = threading.Thread(target=data.hold_from, args=(2, -1))
-    holder.start()
-    holder.join()
+    release = threading.Event()
+
+    def fit():  # the training loop, inside `model.fit`
+        data.hold_from(2, threading.get_ident())
+        release.wait(timeout=30)
+
+    trainer = threading.Thread(target=fit)
+    trainer.start()
+    assert _until(lambda: data._hold == 2)
     data[1]  # before the measure: made at once
     with pytest.raises(RuntimeError, match="step 2 waited .* at step 2"):
         data[2]
+    release.set()
+    trainer.join()
     data.hold_from(None)
     data[2]  # released: made
+
+
+def test_a_reader_stops_waiting_once_the_training_thread_left_fit():
+    # A `fit` that raised never reaches `on_train_end`: once its thread is
+    # out of `fit`, a reader waiting for its measure gets the data's own
+    # batch (never trained on) and nothing is drawn or recorded.
+    data = dataset(threshold=1.0)
+    data.hold_from(1, threading.get_ident())  # this thread is in no `fit`
+    got = []
+    _reader(data, 1, got).join(timeout=10)
+    assert got and 1 not in data.sources and data.responder.draws == 0
+    np.testing.assert_array_equal(got[0][1], data.ground_truth(1)[1])
 
 
 def _reader(data, step, into):
@@ -210,50 +231,60 @@ def test_a_batch_read_ahead_of_the_end_of_fit_is_not_made():
     # TensorFlow's prefetching asks for) waits for the measure at step 2,
     # and, released by the end of the fit, gets the data's own batch:
     # nothing drawn, generated, pushed or recorded.
-    data = dataset(threshold=1.0)
-    data.begin_fit(threading.get_ident())
-    data.hold_from(2, threading.get_ident())
-    data[0], data[1]
-    made, draws = dict(data.sources), data.responder.draws
-    got = []
-    reader = _reader(data, 2, got)
-    assert _until(lambda: data.waiting == 1)
-    data.end_fit()
-    reader.join(timeout=10)
-    assert not reader.is_alive() and data.waiting == 0
-    np.testing.assert_array_equal(got[0][1], data.ground_truth(2)[1])
-    after = []
-    _reader(data, 3, after).join(timeout=10)  # asked for after the end
-    np.testing.assert_array_equal(after[0][1], data.ground_truth(3)[1])
-    assert data.sources == made and data.responder.draws == draws
-    assert len(data.buffer) == sum(s == "generate" for s in made.values())
-    # The training thread itself still makes batches after the end, and a
-    # new fit lets readers make them again.
-    data[2]
-    assert data.sources[2] in ("generate", "replay")
-    data.begin_fit(threading.get_ident())
-    _reader(data, 3, after).join(timeout=10)
-    assert 3 in data.sources
+    # (The calls run inside a function named `fit`, as the
+    # training thread's do: see `_training_thread_in_fit`.)
+    def fit():
+        data = dataset(threshold=1.0)
+        data.begin_fit(threading.get_ident())
+        data.hold_from(2, threading.get_ident())
+        data[0], data[1]
+        made, draws = dict(data.sources), data.responder.draws
+        got = []
+        reader = _reader(data, 2, got)
+        assert _until(lambda: data.waiting == 1)
+        data.end_fit()
+        reader.join(timeout=10)
+        assert not reader.is_alive() and data.waiting == 0
+        np.testing.assert_array_equal(got[0][1], data.ground_truth(2)[1])
+        after = []
+        _reader(data, 3, after).join(timeout=10)  # asked for after the end
+        np.testing.assert_array_equal(after[0][1], data.ground_truth(3)[1])
+        assert data.sources == made and data.responder.draws == draws
+        assert len(data.buffer) == sum(s == "generate" for s in made.values())
+        # The training thread itself still makes batches after the end, and a
+        # new fit lets readers make them again.
+        data[2]
+        assert data.sources[2] in ("generate", "replay")
+        data.begin_fit(threading.get_ident())
+        _reader(data, 3, after).join(timeout=10)
+        assert 3 in data.sources
+
+    fit()
 
 
 def test_a_fit_left_by_an_exception_is_ended_by_the_next_fit_on_its_thread():
     # A fit that raised never reaches `on_train_end`: its reader would
     # wait for a measure forever (and hold one of TensorFlow's threads).
     # The next fit on the same thread, on any dataset, ends it.
-    left, fresh = dataset(threshold=1.0), dataset(threshold=1.0)
-    left.begin_fit(threading.get_ident())
-    left.hold_from(1, threading.get_ident())
-    got = []
-    reader = _reader(left, 1, got)
-    assert _until(lambda: left.waiting == 1)
-    fresh.begin_fit(threading.get_ident())
-    reader.join(timeout=10)
-    assert not reader.is_alive() and left.waiting == 0
-    assert 1 not in left.sources and left.responder.draws == 0
-    # A fit begun again on the same dataset ends its own earlier one too.
-    fresh.hold_from(1, threading.get_ident())
-    reader = _reader(fresh, 1, got)
-    assert _until(lambda: fresh.waiting == 1)
-    fresh.begin_fit(threading.get_ident())
-    reader.join(timeout=10)
-    assert not reader.is_alive() and 1 not in fresh.sources
+    # (The calls run inside a function named `fit`, as the
+    # training thread's do: see `_training_thread_in_fit`.)
+    def fit():
+        left, fresh = dataset(threshold=1.0), dataset(threshold=1.0)
+        left.begin_fit(threading.get_ident())
+        left.hold_from(1, threading.get_ident())
+        got = []
+        reader = _reader(left, 1, got)
+        assert _until(lambda: left.waiting == 1)
+        fresh.begin_fit(threading.get_ident())
+        reader.join(timeout=10)
+        assert not reader.is_alive() and left.waiting == 0
+        assert 1 not in left.sources and left.responder.draws == 0
+        # A fit begun again on the same dataset ends its own earlier one too.
+        fresh.hold_from(1, threading.get_ident())
+        reader = _reader(fresh, 1, got)
+        assert _until(lambda: fresh.waiting == 1)
+        fresh.begin_fit(threading.get_ident())
+        reader.join(timeout=10)
+        assert not reader.is_alive() and 1 not in fresh.sources
+
+    fit()
