@@ -16,9 +16,9 @@ besides the usual loss on the logits, the student's hidden states are
 aligned with the teacher's at a few mapped layer pairs, on **word** units
 low in the network and **phrase** units higher up.
 
-This guide runs the whole loop on a CPU. Under jax on 2 cores it took
-10 min 5 s and 15 min 26 s in two runs on a machine shared with other
-jobs (load average 2 to 8), 7.5 to 8 minutes of CPU time:
+This guide runs the whole loop on a CPU. Under jax on 2 quiet cores it
+took 6 min 13 s (10 to 15 minutes on a machine shared with other jobs),
+with the same figures every run:
 
 1. make a small English instruction dataset and a tokenizer for it;
 2. build a tiny keras-hub teacher and student, and fine-tune the teacher
