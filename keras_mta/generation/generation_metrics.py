@@ -31,12 +31,14 @@ class GenerationMetrics(keras.callbacks.Callback):
     training, as TensorFlow prefetches them, counts when its step runs, and
     one read ahead of the last step is not made:
     `StudentGeneratedDataset.end_fit`), checks at the start that the model
-    has a live teacher (`require_live_teacher`), under jax has the batches
-    to generate made before their step starts, with the trained weights put
-    back into the student (the jax trainer holds them apart from the model
-    during an epoch and empties the variables while a step runs), and at the
-    end of `fit` lets the dataset continue from the next step in a later
-    `fit`.
+    has a live teacher (`require_live_teacher`), has the batches to
+    generate made on the training thread when their step begins, with the
+    weights of exactly the steps before (under jax, with the trained
+    weights put back into the student: the jax trainer holds them apart
+    from the model during an epoch and empties the variables while a step
+    runs; under TensorFlow, while the prefetching thread waits for them),
+    and at the end of `fit` lets the dataset continue from the next step in
+    a later `fit`.
 
     Args:
         dataset: the `StudentGeneratedDataset` that `fit` reads.
@@ -58,17 +60,19 @@ class GenerationMetrics(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         require_live_teacher(self.model)
-        self.dataset.begin_fit(threading.get_ident())
+        self.dataset.begin_fit(threading.get_ident(), makes_generated=True)
         self.step = self.dataset.initial_step
         self._epoch_start = self.step
 
     def on_train_batch_begin(self, batch, logs=None):
-        # Under jax the trainer takes the weights out of the model for the
-        # step (the variables are empty while it runs and reads its batch):
-        # a batch to generate is made here, with the weights put back
-        # (`Callback.model` syncs them), and the step then reads it.
-        if keras.backend.backend() != "jax":
-            return
+        # A batch to generate is made here, on the training thread, with
+        # the weights of exactly the steps before it: under jax the trainer
+        # takes the weights out of the model for the step (the variables
+        # are empty while it runs and reads its batch), so they are put
+        # back first (`Callback.model` syncs them); under TensorFlow the
+        # prefetching thread reads ahead while a step trains and waits for
+        # this batch (`StudentGeneratedDataset.begin_fit`); under torch
+        # the training thread has already read it when its step began.
         first = self._epoch_start + int(batch)
         count = int(getattr(self._model, "steps_per_execution", 1) or 1)
         for step in range(first, first + count):

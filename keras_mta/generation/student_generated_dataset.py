@@ -98,6 +98,14 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
     (`hold_from`) until the measure is in. (TensorFlow reads the first two
     batches before training to learn their signature: with a measure
     after every single step, the second batch was decided before it.)
+    A batch to be generated is sampled on the training thread when its
+    step begins (`GenerationMetrics` makes it there, having said so with
+    `begin_fit(..., makes_generated=True)`), so that the student samples
+    it with the weights of exactly the steps before it on every backend:
+    TensorFlow's prefetching thread, which reads ahead while a step
+    trains, makes the ground-truth and replayed batches ahead and waits
+    for the generated ones. Seeded runs are thus reproducible on the
+    three backends.
     The generation callbacks tell the dataset when a `fit` begins and ends
     (`begin_fit`, `end_fit`): a batch that the prefetching thread asks for
     after the last step is never trained on, so it is not made (nothing
@@ -221,6 +229,9 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         self._making = threading.Lock()
         # The number of the current fit (`begin_fit`), whether it ended
         # (`end_fit`), and the threads waiting for a measure (`waiting`).
+        # Whether the training thread makes the generated batches
+        # (`begin_fit(makes_generated=True)`; other threads wait for them).
+        self._trainer_generates = False
         self._fit = 0
         self._ended = False
         self._waiting = 0
@@ -271,7 +282,11 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
                 return self._memo[step]
             if self._stale():
                 return self.ground_truth(step)
-            return self._make(step)
+            batch = self._make(step)
+        if threading.get_ident() == self._training_thread:
+            with self._condition:
+                self._condition.notify_all()  # a prefetching thread waits
+        return batch
 
     def _make(self, step):
         size = 0 if self.buffer is None else len(self.buffer)
@@ -297,9 +312,9 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         self._memo[step] = batch
         for old in [s for s in self._memo if s < step - MEMO_STEPS]:
             del self._memo[old]
-        if self.overlap and keras.backend.backend() != "jax":
-            # (Under jax, `GenerationMetrics` submits ahead: the model's
-            # variables are empty while a step reads its batch.)
+        if self.overlap and not self._trainer_generates:
+            # (Otherwise `GenerationMetrics` submits ahead on the training
+            # thread, with the weights of the steps before.)
             self.submit_ahead(step + 1)
         return batch
 
@@ -337,11 +352,18 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
                 self._training_thread = training_thread
             self._condition.notify_all()
 
-    def begin_fit(self, training_thread):
+    def begin_fit(self, training_thread, makes_generated=False):
         """A `fit` on this dataset begins on `training_thread` (a
         `threading.get_ident()`; the generation callbacks call this in
         `on_train_begin`). A fit this thread left by an exception, on this
-        dataset or another, is ended first (`end_fit`)."""
+        dataset or another, is ended first (`end_fit`).
+
+        `makes_generated=True` (`GenerationMetrics`) says that the
+        training thread makes every batch to be generated when its step
+        begins (and, with `overlap`, submits the next one): until the end
+        of this fit, other threads wait for those batches instead of
+        sampling them with whatever weights the student has at the time.
+        Another callback's call with False leaves it on."""
         for other in list(_IN_FIT):
             if other is not self and other._training_thread == training_thread:
                 other.end_fit()
@@ -349,6 +371,9 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
             self._fit += 1  # batches asked for by an earlier fit: stale
             self._ended = False
             self._training_thread = training_thread
+            self._trainer_generates = self._trainer_generates or bool(
+                makes_generated
+            )
             self._condition.notify_all()
         _IN_FIT.add(self)
 
@@ -366,6 +391,7 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         with self._condition:
             self._ended = True
             self._hold = None
+            self._trainer_generates = False
             self._condition.notify_all()
         with self._making:
             pass  # a batch being made is finished
@@ -399,11 +425,25 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
             frame = frame.f_back
         return False
 
+    def _must_wait(self, step):
+        """Whether a thread other than the training thread must wait
+        before making `step`'s batch: the validation measure that decides
+        it is not in yet (`hold_from`), or it is to be generated and the
+        training thread makes it (`begin_fit(makes_generated=True)`)."""
+        if self._hold is not None and step >= self._hold:
+            return True
+        return (
+            self._trainer_generates
+            and step not in self._memo
+            and self.will_generate(step)
+        )
+
     def _may_make(self, step):
         """Waits, on a thread other than the training thread, until the
-        decisions before `step` are in (`hold_from`); returns False when
-        the batch would never be trained on (`end_fit`, or the training
-        thread left its `fit`)."""
+        decisions before `step` are in (`hold_from`) and, if the training
+        thread makes it, until a batch to be generated is made; returns
+        False when the batch would never be trained on (`end_fit`, or the
+        training thread left its `fit`)."""
         if threading.get_ident() == self._training_thread:
             return True
         start = time.monotonic()
@@ -411,30 +451,37 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
             fit = self._fit
             self._waiting += 1
             try:
-                while not self._stale(fit) and (
-                    self._hold is not None and step >= self._hold
-                ):
+                while not self._stale(fit) and self._must_wait(step):
                     waited = time.monotonic() - start
                     if waited > DECISION_WAIT_S:
-                        raise RuntimeError(
-                            f"StudentGeneratedDataset: the batch of step "
-                            f"{step} waited {waited:.0f} s for the validation "
-                            f"loss to be measured at step {self._hold} (its "
-                            "generation decision depends on it), and the "
-                            "training loop did not get there. The loop is "
-                            "waiting for this batch itself, or the "
-                            "`AdaptiveGenerationCallback` that measures and "
-                            "releases it is not among the fit's callbacks. "
-                            "Fix: pass the callback to `fit` with this "
-                            "dataset; if it is there, please report this "
-                            "with the backend and the log."
-                        )
+                        raise RuntimeError(self._wait_error(step, waited))
                     self._condition.wait(timeout=1.0)
                     if not self._training_thread_in_fit():
                         return False
             finally:
                 self._waiting -= 1
             return not self._stale(fit)
+
+    def _wait_error(self, step, waited):
+        if self._hold is not None and step >= self._hold:
+            return (
+                f"StudentGeneratedDataset: the batch of step {step} waited "
+                f"{waited:.0f} s for the validation loss to be measured at "
+                f"step {self._hold} (its generation decision depends on it), "
+                "and the training loop did not get there. The loop is "
+                "waiting for this batch itself, or the "
+                "`AdaptiveGenerationCallback` that measures and releases it "
+                "is not among the fit's callbacks. Fix: pass the callback "
+                "to `fit` with this dataset; if it is there, please report "
+                "this with the backend and the log."
+            )
+        return (
+            f"StudentGeneratedDataset: the batch of step {step} is to be "
+            f"generated on the training thread, and it waited {waited:.0f} s "
+            "for it: the dataset's `GenerationMetrics` is not among this "
+            "fit's callbacks (an earlier fit with it raised and this one "
+            "has none). Fix: pass `GenerationMetrics(dataset)` to `fit`."
+        )
 
     def __getitem__(self, index):
         return self.batch(self.initial_step + int(index))

@@ -2,6 +2,8 @@
 replayed and ground-truth batches reach the logs and the progress bar,
 and a rise of the validation loss switches generation on."""
 
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -16,6 +18,25 @@ from tests.generation.fake_responder import tiny_language_model
 from tests.generation.fake_responder import tiny_model
 
 
+def trainable_weights(model):
+    return [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+
+
+def same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+class WeightsAfterEachStep(keras.callbacks.Callback):
+    """`after[s]`: the trainable weights after global step `s` (one fit
+    from step 0)."""
+
+    def on_train_begin(self, logs=None):
+        self.after = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.after.append(trainable_weights(self.model))
+
+
 def fit_with_a_loss_rise(model, overlap=False):
     arrays, prompts = examples(8)
     # One rise of the validation loss puts the threshold at 1.0 (a
@@ -23,13 +44,17 @@ def fit_with_a_loss_rise(model, overlap=False):
     schedule = GenerationSchedule(
         total_steps=4, capacity=8, threshold_step=1.0, seed=1
     )
-    # What the student's weights are when it generates.
+    # What the student's weights are when it generates, and on which
+    # thread it does.
     weights = []
-    responder = FakeResponder(
-        on_generate=lambda: weights.append(
-            [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
-        )
-    )
+    threads = []
+
+    def on_generate():
+        threads.append(threading.get_ident())
+        weights.append(trainable_weights(model))
+
+    responder = FakeResponder(on_generate=on_generate)
+    trained = WeightsAfterEachStep()
     dataset = StudentGeneratedDataset(
         arrays, prompts, 4, responder, schedule, seed=1, overlap=overlap
     )
@@ -42,7 +67,7 @@ def fit_with_a_loss_rise(model, overlap=False):
         epochs=2,
         steps_per_epoch=2,
         shuffle=False,
-        callbacks=[GenerationMetrics(dataset), adaptive],
+        callbacks=[GenerationMetrics(dataset), adaptive, trained],
         verbose=1,
     )
     logs = history.history
@@ -57,14 +82,17 @@ def fit_with_a_loss_rise(model, overlap=False):
     assert len(dataset.responder.calls) >= 2
     assert list(dataset.get_state(4)["buffer"]["steps"]) == [2, 3]
     assert dataset.get_state(4)["responder_draws"] == 2
-    # The student generated with its trained weights: step 2 trained
-    # between the generations of steps 2 and 3 (under jax the trainer
-    # holds the weights apart during an epoch; they are put back first).
-    # With `overlap`, step 3's batch was sampled with step 2's, the
-    # weights of one step earlier.
-    if keras.backend.backend() != "tensorflow":
-        moved = [not np.array_equal(a, b) for a, b in zip(*weights[:2])]
-        assert any(moved) != overlap
+    # The student generated with its trained weights, on every backend:
+    # step 2's batch with the weights after steps 0 and 1, step 3's with
+    # those after step 2 (under jax the trainer holds the weights apart
+    # during an epoch; they are put back first; TensorFlow's prefetching
+    # thread, which reads ahead while a step trains, waits for the
+    # training thread to make them). With `overlap`, step 3's batch was
+    # sampled with step 2's, the weights of one step earlier.
+    assert threads == [threading.get_ident()] * 2
+    assert same_weights(weights[0], trained.after[1])
+    assert same_weights(weights[1], trained.after[1 if overlap else 2])
+    assert not same_weights(trained.after[1], trained.after[2])
     # A second fit continues at step 4.
     assert dataset.initial_step == 4
     return logs
