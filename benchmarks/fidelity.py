@@ -1140,7 +1140,7 @@ def plot(differences, runs, metrics, path):
                 continue
             d = row["differences"]
             offsets = [
-                0.15 * (j - (len(d) - 1) / 2) / max(1, len(d))
+                -0.1 + 0.1 * (j - (len(d) - 1) / 2) / max(1, len(d))
                 for j in range(len(d))
             ]
             ax.plot(
@@ -1148,7 +1148,7 @@ def plot(differences, runs, metrics, path):
             )
             if row["low"] is not None:
                 ax.errorbar(
-                    [i + 0.3],
+                    [i + 0.1],
                     [row["mean"]],
                     yerr=[
                         [row["mean"] - row["low"]],

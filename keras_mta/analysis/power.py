@@ -50,7 +50,7 @@ def minimal_detectable_effect(sd, n, alpha=ALPHA, power=POWER):
     Examples:
 
     >>> round(minimal_detectable_effect(1.0, 3), 3)
-    3.096
+    3.097
     """
     _check(sd, alpha, power)
     if int(n) != n or n < 2:
