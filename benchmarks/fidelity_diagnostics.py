@@ -66,7 +66,7 @@ def main(argv=None):
     output = Path(args.output)
     setup = fidelity.prepare(args, output)
     recipe, student, plan = setup.recipe, setup.student, setup.plan
-    x, y, weights = setup.datasets.train_arrays
+    x, y, weights = setup.train_arrays
     cache = fidelity.training_cache(args, output, setup)
     del setup.teacher
     units = {
