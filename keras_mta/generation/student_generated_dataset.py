@@ -275,12 +275,13 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
         step = int(step)
         if step in self._memo:
             return self._memo[step]
-        if not self._may_make(step):
+        fit = self._may_make(step)
+        if fit is None:
             return self.ground_truth(step)  # never trained: see `end_fit`
         with self._making:
             if step in self._memo:
                 return self._memo[step]
-            if self._stale():
+            if self._stale(fit):
                 return self.ground_truth(step)
             batch = self._make(step)
         if threading.get_ident() == self._training_thread:
@@ -441,11 +442,12 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
     def _may_make(self, step):
         """Waits, on a thread other than the training thread, until the
         decisions before `step` are in (`hold_from`) and, if the training
-        thread makes it, until a batch to be generated is made; returns
-        False when the batch would never be trained on (`end_fit`, or the
-        training thread left its `fit`)."""
+        thread makes it, until a batch to be generated is made. Returns
+        the number of the fit the batch is asked for (a batch made later
+        for an older fit is stale), or None when the batch would never be
+        trained on (`end_fit`, or the training thread left its `fit`)."""
         if threading.get_ident() == self._training_thread:
-            return True
+            return self._fit
         start = time.monotonic()
         with self._condition:
             fit = self._fit
@@ -457,10 +459,10 @@ class StudentGeneratedDataset(keras.utils.PyDataset):
                         raise RuntimeError(self._wait_error(step, waited))
                     self._condition.wait(timeout=1.0)
                     if not self._training_thread_in_fit():
-                        return False
+                        return None
             finally:
                 self._waiting -= 1
-            return not self._stale(fit)
+            return None if self._stale(fit) else fit
 
     def _wait_error(self, step, waited):
         if self._hold is not None and step >= self._hold:

@@ -288,3 +288,53 @@ def test_a_fit_left_by_an_exception_is_ended_by_the_next_fit_on_its_thread():
         assert not reader.is_alive() and 1 not in fresh.sources
 
     fit()
+
+
+def test_a_reader_waits_for_the_batch_the_training_thread_generates():
+    # With `GenerationMetrics` (`makes_generated=True`) the training thread
+    # samples every batch to be generated when its step begins; a reader
+    # (TensorFlow's prefetching thread) gets the ground-truth batches at
+    # once and waits for the generated ones, so the student never samples
+    # with the weights of a step still training. (Inside a function named
+    # `fit`, as the training thread's calls are.)
+    def fit():
+        data = dataset(mode="on_policy", fraction=1.0)
+        data.begin_fit(threading.get_ident(), makes_generated=True)
+        got = []
+        reader = _reader(data, 0, got)
+        assert _until(lambda: data.waiting == 1)
+        assert data.responder.draws == 0 and 0 not in data.sources
+        data.batch(0)  # the training thread, when step 0 begins
+        reader.join(timeout=10)
+        assert not reader.is_alive() and data.responder.draws == 1
+        assert got[0] is data.batch(0)
+        # Another callback's `begin_fit` leaves it on; the end of the fit
+        # turns it off.
+        data.begin_fit(threading.get_ident())
+        assert data._trainer_generates
+        data.end_fit()
+        assert not data._trainer_generates
+
+    fit()
+
+
+def test_a_batch_asked_for_an_older_fit_is_not_made():
+    # A reader let through for one fit that gets its turn to make the
+    # batch only once a newer fit has begun (it waited for the batch being
+    # made) is stale: it gets the data's own batch and records nothing.
+    def fit():
+        data = dataset(mode="on_policy", fraction=1.0)
+        data.begin_fit(threading.get_ident())
+        got = []
+        with data._making:  # a batch being made
+            reader = _reader(data, 3, got)
+            assert _until(lambda: reader.is_alive() and not got)
+            import time
+
+            time.sleep(0.2)  # the reader is past its checks, at the lock
+            data.begin_fit(threading.get_ident())  # a newer fit
+        reader.join(timeout=10)
+        assert 3 not in data.sources and data.responder.draws == 0
+        np.testing.assert_array_equal(got[0][1], data.ground_truth(3)[1])
+
+    fit()
