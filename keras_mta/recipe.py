@@ -346,7 +346,7 @@ class DistillationSpec:
     uld_truncation: int = _field(
         0,
         "divergence 'uld' only (ignored by the others, as skew and beta "
-        "are). 0: exact ULD (both vocabularies sorted); "
+        "are). 0: exact ULD (the smaller vocabulary sorted whole); "
         "m >= 1: ULD truncated to the m largest probabilities of each side "
         "plus their rest masses, a lower bound of ULD at most 2 "
         "min(rest_S, rest_T) below it per position, much cheaper for large "
