@@ -30,6 +30,9 @@ Not a test: run it by hand and copy the tables into BENCHMARKS.md.
     python benchmarks/cross_tokenizer.py               # (a) and (b)
     python benchmarks/cross_tokenizer.py --part pairing
     python benchmarks/cross_tokenizer.py --tiny        # seconds: the path
+    python benchmarks/cross_tokenizer.py --part steps --uld-truncation 64
+        # a fourth variant: MTA across tokenizers with ULD truncated to the
+        # top 64 (keras_mta.losses.UniversalLogitDistillation(truncation=64))
 
 Prints the tables and writes JSON (`--output`).
 """
@@ -47,12 +50,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_utils  # noqa: E402
 from step_time import MID  # noqa: E402
 
-# The compared setups: name -> (label, tokenizers differ, ablation).
+# The compared setups: name -> (label, tokenizers differ, ablation, ULD
+# truncation).
 VARIANTS = {
-    "mta_same": ("MTA, one tokenizer (forward KL)", False, "full"),
-    "kd_cross": ("KD alone across tokenizers (ULD)", True, "kd_only"),
-    "mta_cross": ("MTA across tokenizers (ULD, unit HRA)", True, "full"),
+    "mta_same": ("MTA, one tokenizer (forward KL)", False, "full", None),
+    "kd_cross": ("KD alone across tokenizers (ULD)", True, "kd_only", None),
+    "mta_cross": ("MTA across tokenizers (ULD, unit HRA)", True, "full", None),
 }
+
+
+def variants(truncation):
+    """`VARIANTS`, plus MTA across tokenizers with ULD truncated to the top
+    `truncation` (`--uld-truncation`; 0: not run)."""
+    if not truncation:
+        return dict(VARIANTS)
+    label = f"MTA across tokenizers (ULD top {truncation}, unit HRA)"
+    return dict(VARIANTS, mta_cross_truncated=(label, True, "full", truncation))
+
+
 STUDENT_VOCABULARY = 6000
 TINY = {
     "teacher_layers": 2,
@@ -176,7 +191,8 @@ def step_times(args):
     data = {False: batches(same), True: batches(cross)}
     keras.utils.set_random_seed(0)
     models, growth = {}, {}
-    for name, (_, crosses, ablation) in VARIANTS.items():
+    compared = variants(args.uld_truncation)
+    for name, (_, crosses, ablation, truncation) in compared.items():
         rss = bench_utils.current_rss_mb()
         teacher = bench_utils.build_gpt2(
             config["teacher_layers"],
@@ -204,7 +220,13 @@ def step_times(args):
             CrossTokenizerTeacher(teacher) if crosses else teacher,
             student,
             plan=plan,
-            divergence="uld" if crosses else "forward_kl",
+            divergence=(
+                keras_mta.losses.UniversalLogitDistillation(
+                    truncation=truncation
+                )
+                if crosses
+                else "forward_kl"
+            ),
             kd_ratio=0.5,
             mta_weight=2.0,
             ablation=ablation,
@@ -216,17 +238,17 @@ def step_times(args):
             model.train_on_batch(x, y, sample_weight=weight)
         models[name] = model
         growth[name] = bench_utils.current_rss_mb() - rss
-    times = {name: [] for name in VARIANTS}
+    times = {name: [] for name in compared}
     # Interleaved rounds: one timed step of every variant per round.
     for step in range(args.steps):
         for name, model in models.items():
-            batch_list = data[VARIANTS[name][1]]
+            batch_list = data[compared[name][1]]
             x, y, weight = batch_list[(args.warmup + step) % len(batch_list)]
             start = time.perf_counter()
             model.train_on_batch(x, y, sample_weight=weight, return_dict=True)
             times[name].append(time.perf_counter() - start)
     out = {}
-    for name, (label, crosses, _) in VARIANTS.items():
+    for name, (label, crosses, _, _) in compared.items():
         out[name] = {
             "label": label,
             "cross_tokenizer": crosses,
@@ -234,15 +256,20 @@ def step_times(args):
             "times_s": times[name],
             "rss_growth_mb": growth[name],
         }
+    ratios = {
+        "mta_cross / mta_same": out["mta_cross"]["median_s"]
+        / out["mta_same"]["median_s"],
+        "mta_cross / kd_cross": out["mta_cross"]["median_s"]
+        / out["kd_cross"]["median_s"],
+    }
+    if "mta_cross_truncated" in out:
+        ratios["mta_cross_truncated / mta_same"] = (
+            out["mta_cross_truncated"]["median_s"] / out["mta_same"]["median_s"]
+        )
     return {
         "config": dict(config, student_vocabulary_size=student_vocabulary),
         "variants": out,
-        "ratios": {
-            "mta_cross / mta_same": out["mta_cross"]["median_s"]
-            / out["mta_same"]["median_s"],
-            "mta_cross / kd_cross": out["mta_cross"]["median_s"]
-            / out["kd_cross"]["median_s"],
-        },
+        "ratios": ratios,
         "peak_rss_mb": bench_utils.peak_rss_mb(),
     }
 
@@ -374,6 +401,14 @@ def main(argv=None):
     parser.add_argument("--train", default=str(DATA / "train.jsonl"))
     parser.add_argument("--valid", default=str(DATA / "valid.jsonl"))
     parser.add_argument("--student-vocabulary", type=int, default=8000)
+    parser.add_argument(
+        "--uld-truncation",
+        type=int,
+        default=0,
+        help="also time MTA across tokenizers with ULD truncated to the top "
+        "M probabilities (UniversalLogitDistillation(truncation=M)) beside "
+        "the exact one; 0: not run",
+    )
     parser.add_argument("--pairing-examples", type=int, default=0)
     parser.add_argument("--pairing-seq-len", type=int, default=256)
     parser.add_argument("--pairing-units", type=int, default=256)

@@ -342,6 +342,20 @@ class DistillationSpec:
     temperature: float = _field(
         1.0, "temperature of the divergence.", rule=Number(0, low_open=True)
     )
+    # --- Truncated ULD (issue 21) ---
+    uld_truncation: int = _field(
+        0,
+        "divergence 'uld' only (ignored by the others, as skew and beta "
+        "are). 0: exact ULD (the smaller vocabulary sorted whole); "
+        "m >= 1: ULD truncated to the m largest probabilities of each side "
+        "plus their rest masses, a lower bound of ULD at most 2 "
+        "min(rest_S, rest_T) below it per position, much cheaper for large "
+        "vocabularies (keras_mta.losses.UniversalLogitDistillation's "
+        "`truncation`); with a teacher cache, m <= distillation.top_k is "
+        "read from the cached top-k directly.",
+        rule=Number(0, integer=True, note="0: exact ULD"),
+    )
+    # --- end of truncated ULD ---
     kd_ratio: float = _field(
         0.5,
         "loss = (1 - kd_ratio) CE + kd_ratio (KD + mta_weight L_MTA).",

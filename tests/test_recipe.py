@@ -742,4 +742,34 @@ def test_teacher_subset_is_refused_with_a_student_tokenizer():
         )
 
 
+def test_uld_truncation_is_read_checked_and_passed_to_the_divergence():
+    # distillation.uld_truncation: 0 is exact ULD, m >= 1 the truncated
+    # form (keras_mta.losses.UniversalLogitDistillation(truncation=m)).
+    from keras_mta.runner.run_plan import _loss_lines
+    from keras_mta.runner.training import divergence_of
+
+    exact = load_recipe(
+        "tiny-cpu-cross-tokenizer", ["distillation.uld_truncation=0"]
+    )
+    assert divergence_of(exact).truncation is None
+    assert "truncated" not in _loss_lines(exact)[0]
+    recipe = load_recipe(
+        "tiny-cpu-cross-tokenizer", ["distillation.uld_truncation=16"]
+    )
+    uld = divergence_of(recipe)
+    assert (uld.truncation, uld.temperature) == (16, 1.0)
+    assert "truncated to the top 16" in _loss_lines(recipe)[0]
+    # Ignored by the other divergences, as skew and beta are.
+    other = load_recipe("tiny-cpu", ["distillation.uld_truncation=16"])
+    assert not hasattr(divergence_of(other), "truncation")
+    for bad in ("-1", "2.5", "true", "'64'"):
+        with pytest.raises(RecipeError) as error:
+            load_recipe(
+                "tiny-cpu-cross-tokenizer",
+                [f"distillation.uld_truncation={bad}"],
+            )
+        assert "distillation.uld_truncation" in str(error.value), bad
+        assert "an integer >= 0" in str(error.value), bad
+
+
 # --- end of issue 21's recipe tests ---

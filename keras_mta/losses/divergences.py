@@ -236,7 +236,13 @@ def _check_logits(where, teacher_logits, student_logits):
 
 
 def _check_top_k_inputs(
-    where, log_probs, indices, log_rest, student_logits, sample_weight=None
+    where,
+    log_probs,
+    indices,
+    log_rest,
+    student_logits,
+    sample_weight=None,
+    same_vocabulary=True,
 ):
     sizes = {}
     check_shape(
@@ -267,6 +273,8 @@ def _check_top_k_inputs(
         check_shape(
             where, "sample_weight", sample_weight, ("batch", "seq_len"), sizes
         )
+    if not same_vocabulary:
+        return  # The ids name the teacher's tokens, not the student's.
     _check_k(where, static_shape(indices)[-1], student_logits)
     if isinstance(indices, np.ndarray):
         check_top_k_indices(indices, student_logits.shape[-1])

@@ -265,6 +265,11 @@ def _loss_lines(recipe):
         "skew_forward_kl": f"skew {dist.skew:g}, ",
         "skew_reverse_kl": f"skew {dist.skew:g}, ",
         "jensen_shannon": f"beta {dist.beta:g}, ",
+        "uld": (
+            f"truncated to the top {dist.uld_truncation}, "
+            if dist.uld_truncation
+            else ""
+        ),
     }.get(dist.divergence, "")
     lines = [
         f"divergence {dist.divergence} ({extra}temperature "

@@ -100,13 +100,16 @@ def alignment_multiplier_of(training):
 
 def divergence_of(recipe):
     """The recipe's divergence (`distillation.divergence` with its
-    temperature, skew or beta), a `keras_mta.losses` object."""
+    temperature, skew, beta or ULD truncation), a `keras_mta.losses`
+    object."""
     dist = recipe.distillation
     kwargs = {"temperature": dist.temperature}
     if dist.divergence.startswith("skew"):
         kwargs["skew"] = dist.skew
     elif dist.divergence == "jensen_shannon":
         kwargs["beta"] = dist.beta
+    elif dist.divergence == "uld" and dist.uld_truncation:
+        kwargs["truncation"] = dist.uld_truncation
     return get_divergence(dist.divergence, **kwargs)
 
 

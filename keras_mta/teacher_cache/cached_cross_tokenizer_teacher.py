@@ -117,7 +117,11 @@ class CachedCrossTokenizerTeacher(CachedTeacher):
       cache's temperature gives `p` back). With `top_k` the vocabulary
       size this is the live teacher's law exactly; with a smaller `top_k`
       ULD moves by at most twice the rest mass per position (the sorted
-      top `k` agree, the tails differ by at most their two masses). With
+      top `k` agree, the tails differ by at most their two masses). A
+      truncated ULD (`UniversalLogitDistillation(truncation=m)`, `m <=
+      top_k`) reads the cached top `k` and rest mass directly
+      (`divergence.top_k`): the live teacher's value, without rebuilding
+      the law over the teacher's vocabulary. With
       `same_vocabulary=True` a same-vocabulary divergence uses its top-k
       form, as `CachedTeacher` does.
 
@@ -251,7 +255,13 @@ class CachedCrossTokenizerTeacher(CachedTeacher):
         )
         log_probs = ops.stop_gradient(log_probs)
         log_rest = ops.stop_gradient(log_rest)
-        if not getattr(divergence, "cross_vocabulary", False):
+        # A same-vocabulary divergence, or one that reads the top k as they
+        # are (a truncated ULD with m <= k): its top-k form, without the
+        # law rebuilt over the teacher's whole vocabulary.
+        reads_top_k = getattr(divergence, "reads_top_k", None)
+        if not getattr(divergence, "cross_vocabulary", False) or (
+            reads_top_k is not None and reads_top_k(log_probs.shape[-1])
+        ):
             return divergence.top_k(
                 log_probs,
                 indices,

@@ -132,6 +132,20 @@ class CachedTeacher(TeacherSource):
                 "reverse_kl, jensen_shannon, total_variation, "
                 "skew_forward_kl, skew_reverse_kl), or `use_kd=False`."
             )
+        # A divergence whose top-k form needs enough cached tokens (ULD:
+        # only its truncated form, with m <= top_k) says so.
+        reads_top_k = getattr(divergence, "reads_top_k", None)
+        if reads_top_k is not None and not reads_top_k(self.top_k):
+            raise ValueError(
+                f"{type(divergence).__name__} with truncation="
+                f"{getattr(divergence, 'truncation', None)} cannot be "
+                f"computed from the teacher cache of {self.name!r}, which "
+                f"keeps its top {self.top_k} tokens: the exact form needs "
+                "every probability. Use UniversalLogitDistillation("
+                f"truncation=m) with m <= {self.top_k} (a recipe's "
+                "distillation.uld_truncation), or train with the live "
+                "teacher."
+            )
         self.check_temperature(divergence)
 
     def check_temperature(self, divergence):

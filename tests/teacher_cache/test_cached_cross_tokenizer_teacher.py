@@ -213,3 +213,64 @@ def test_a_cache_is_refused_for_another_teacher_tokenizer(tmp_path):
         _cache(tmp_path, teacher, x, None)
     with pytest.raises(ValueError, match="CrossTokenizerTeacher"):
         build_teacher_cache(teacher, PLAN, x, str(tmp_path / "c2"))
+
+
+def test_a_truncated_uld_reads_the_cached_top_k(monkeypatch):
+    # ULD truncated to m <= the cache's top_k is computed from the cached
+    # top k and rest mass directly (the live value), without the law
+    # rebuilt over the teacher's vocabulary; the exact form, or m > top_k,
+    # still rebuilds it.
+    from keras_mta.losses import UniversalLogitDistillation
+    from keras_mta.losses import top_k_log_probs
+    from keras_mta.teacher_cache import cached_cross_tokenizer_teacher
+    from keras_mta.teacher_cache.keys import TOP_K_INDICES
+    from keras_mta.teacher_cache.keys import TOP_K_LOG_PROBS
+
+    rng = np.random.default_rng(0)
+    teacher_logits = (2 * rng.normal(size=(2, 5, 80))).astype("float32")
+    student_logits = (2 * rng.normal(size=(2, 4, 64))).astype("float32")
+    positions = np.array([[0, 2, 3, -1], [1, 1, 4, 0]], "int32")
+    weight = np.array([[1, 1, 1, 1], [0, 1, 2, 1]], "float32")
+    cached = _numpy(
+        dict(
+            zip(
+                (TOP_K_LOG_PROBS, TOP_K_INDICES, LOG_REST),
+                top_k_log_probs(teacher_logits, 8, 1.5),
+            )
+        )
+    )
+    inputs = dict(cached, teacher_positions=positions)
+    source = CachedCrossTokenizerTeacher(
+        name="t",
+        num_layers=2,
+        vocabulary_size=80,
+        layers=[1],
+        hidden_dims=[8],
+        top_k=8,
+        temperature=1.5,
+    )
+
+    class Rebuilt(Exception):
+        pass
+
+    def rebuilding(*args):
+        raise Rebuilt  # The law over the teacher's vocabulary: not needed.
+
+    monkeypatch.setattr(
+        cached_cross_tokenizer_teacher, "_full_log_probs", rebuilding
+    )
+    for m in (9, None):  # Above the cache's top_k, or exact: rebuilt.
+        loss = UniversalLogitDistillation(temperature=1.5, truncation=m)
+        with pytest.raises(Rebuilt):
+            source.kd(loss, None, inputs, student_logits, weight)
+    loss = UniversalLogitDistillation(temperature=1.5, truncation=4)
+    got = source.kd(loss, None, inputs, student_logits, weight)
+    gathered = np.take_along_axis(
+        teacher_logits, np.maximum(positions, 0)[..., None], axis=1
+    )
+    want = loss(gathered, student_logits, weight * (positions >= 0))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(got),
+        keras.ops.convert_to_numpy(want),
+        rtol=1e-5,
+    )

@@ -254,3 +254,24 @@ def test_a_second_build_rewrites_a_truncated_chunk_only(tmp_path, capsys):
     assert f"(1 of {cache.num_chunks} chunks" in out
     for name, value in again.read().items():
         np.testing.assert_array_equal(value, expected[name])
+
+
+@pytest.mark.once  # a check of the configuration, backend-independent
+def test_uld_from_a_cache_needs_its_truncated_form_within_top_k():
+    # Issue 21: ULD's top-k form is its truncated form with m <= top_k;
+    # the exact form, or m above top_k, is refused before any step.
+    from keras_mta.losses import UniversalLogitDistillation
+
+    source = CachedTeacher(
+        name="t",
+        num_layers=2,
+        vocabulary_size=64,
+        layers=[1],
+        hidden_dims=[8],
+        top_k=16,
+    )
+    source.check_divergence(UniversalLogitDistillation(truncation=16))
+    for truncation in (None, 17):
+        loss = UniversalLogitDistillation(truncation=truncation)
+        with pytest.raises(ValueError, match="truncation=m\\) with m <= 16"):
+            source.check_divergence(loss)
