@@ -437,9 +437,10 @@ model.fit(cache.dataset((x, y, sample_weight), batch_size=8))
 
 **A cheaper ULD: truncation.** Exact ULD sorts the smaller vocabulary
 whole and takes the larger one's top of that size at every position; with
-vocabularies of thousands of tokens that is most of a step (1.4x to 2.6x
-a same-tokenizer MTA step at 6,000 and 8,000 tokens, depending on the
-backend). `UniversalLogitDistillation(truncation=m)` (a recipe's
+vocabularies of thousands of tokens that is most of a step on a CPU
+(an MTA step across tokenizers took 1.4x to 2.7x a same-tokenizer MTA
+step at 6,000 and 8,000 tokens, depending on the backend; truncated to
+the top 64, 0.96x to 1.04x: BENCHMARKS.md). `UniversalLogitDistillation(truncation=m)` (a recipe's
 `distillation.uld_truncation = m`) compares only the `m` largest
 probabilities of each side, in order, plus the two rest masses:
 `ULD_m = sum_{i<m} |p_S,(i) - p_T,(i)| + |rest_S - rest_T|`. It is a lower

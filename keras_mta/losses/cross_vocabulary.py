@@ -47,8 +47,9 @@ size are both sorted whole.
 Truncated ULD (`truncation=m`, an option of keras-mta, not of the
 paper): sorting the smaller vocabulary whole and taking the larger one's
 top of that size still costs most of a step at mid-size vocabularies
-(6,000 and 8,000 tokens at 2,048 positions per step: 1.4x to 2.6x a
-same-tokenizer MTA step). With `m` smaller than both vocabularies, only
+(6,000 and 8,000 tokens at 2,048 positions per step on a 2-core CPU:
+1.4x to 2.7x a same-tokenizer MTA step; truncated to `m = 64`, 0.96x to
+1.04x; BENCHMARKS.md). With `m` smaller than both vocabularies, only
 the `m` largest probabilities of each side are compared, in order, and
 the two rest masses (each side's sum of its other probabilities):
 
