@@ -2,24 +2,16 @@
 full tier: spaCy, SentencePiece tokenizers trained on `t0_mix`, three
 compiled models and the SmolLM2 tokenizer)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.scripts import load_script
 from tests.shared_data import shared_file
-
-SCRIPT = (
-    Path(__file__).resolve().parents[2] / "benchmarks" / "cross_tokenizer.py"
-)
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("cross_tokenizer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cross_tokenizer")
 
 
 @pytest.mark.large

@@ -17,6 +17,8 @@ from pathlib import Path
 import keras
 import pytest
 
+from tests.benchmarks.scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "fidelity.py"
 TINY = str(REPO / "recipes" / "tiny-cpu.toml")
@@ -106,12 +108,7 @@ def test_fidelity_reduced(tmp_path):
 
 
 def _fidelity_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fidelity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fidelity")
 
 
 @pytest.mark.once

@@ -7,21 +7,16 @@ subprocess, is `tests/benchmarks/test_gpu_script.py` (the full tier).
 """
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import keras
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_step_time.py"
+from tests.benchmarks.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("gpu_step_time", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_step_time")
 
 
 # One backend: the model code it drives is tested under every backend.

@@ -2,24 +2,16 @@
 `--tiny` run in this process (the full tier: minutes on a busy 2-core
 machine, spaCy and a SentencePiece tokenizer trained on `t0_mix`)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.scripts import load_script
 from tests.shared_data import shared_file
-
-SCRIPT = (
-    Path(__file__).resolve().parents[2] / "benchmarks" / "student_generation.py"
-)
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("student_generation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("student_generation")
 
 
 @pytest.mark.once

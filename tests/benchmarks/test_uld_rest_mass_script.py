@@ -2,23 +2,17 @@
 NumPy), and the script end to end on the SmolLM2 GGUF teacher (the full
 tier)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.benchmarks.scripts import load_script
 from tests.shared_data import shared_file
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "uld_rest_mass.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("uld_rest_mass", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("uld_rest_mass")
 
 
 @pytest.mark.once
