@@ -22,14 +22,19 @@ def reference_uld(teacher_logits, student_logits, temperature=1.0):
     size = max(teacher.shape[-1], student.shape[-1])
     out = np.zeros(teacher.shape[:-1])
     for index in np.ndindex(*out.shape):
-        laws = []
-        for logits in (teacher[index], student[index]):
-            z = logits / temperature
-            p = np.exp(z - z.max())
-            p = sorted(p / p.sum(), reverse=True)
-            laws.append(np.array(p + [0.0] * (size - len(p))))
-        out[index] = sum(abs(s - t) for t, s in zip(*laws))
+        t = _sorted_padded(teacher[index], temperature, size)
+        s = _sorted_padded(student[index], temperature, size)
+        out[index] = np.abs(s - t).sum()
     return out
+
+
+def _sorted_padded(logits, temperature, size):
+    """One position's law, float64, in decreasing order, zero-padded to
+    `size`."""
+    z = np.asarray(logits, np.float64) / temperature
+    p = np.exp(z - z.max())
+    p = np.sort(p / p.sum())[::-1]
+    return np.concatenate([p, np.zeros(size - len(p))])
 
 
 def _logits(seed, shape, scale=2.0):
@@ -230,13 +235,6 @@ def test_bad_inputs_are_rejected_early():
 
 
 # --- Truncated ULD (issue 21): `truncation=m` ---
-
-
-def _sorted_padded(logits, temperature, size):
-    z = np.asarray(logits, np.float64) / temperature
-    p = np.exp(z - z.max())
-    p = np.sort(p / p.sum())[::-1]
-    return np.concatenate([p, np.zeros(size - len(p))])
 
 
 def reference_truncated_uld(teacher_logits, student_logits, temperature, m):
