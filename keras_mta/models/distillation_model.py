@@ -42,6 +42,17 @@ from keras_mta.utils.checks import check_non_negative
 # `fit`'s arguments, to find its `callbacks` however they are passed.
 _FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 
+
+def _is_tf_dataset(x):
+    """Whether `x` is a `tf.data.Dataset`, without importing TensorFlow
+    (the model path runs without it)."""
+    return any(
+        cls.__module__.startswith("tensorflow.python.data")
+        and cls.__name__ in ("DatasetV2", "DatasetV1")
+        for cls in type(x).__mro__
+    )
+
+
 # `compute_losses` reports these for every model (0 for a term it lacks).
 DEFAULT_VALUES = ("ce", "kd", "mta", "dsa", "hra")
 
@@ -618,9 +629,18 @@ class DistillationModel(keras.Model):
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, with the non-finite guard (`nonfinite="stop"`)
-        among the callbacks: see the class docstring."""
+        among the callbacks: see the class docstring. For a
+        `tf.data.Dataset`, `shuffle` defaults to False: Keras ignores it
+        there (and warns when it is True); shuffle the dataset itself."""
         bound = _FIT_SIGNATURE.bind(self, *args, **kwargs)
         self._check_concrete_units(bound.arguments.get("x"))
+        if "shuffle" not in bound.arguments and _is_tf_dataset(
+            bound.arguments.get("x")
+        ):
+            # Keras ignores `shuffle` for a `tf.data.Dataset` (shuffle the
+            # dataset itself, as `prepare_dataset(shuffle=True)` does) and
+            # warns on every `fit` when it is left at its default, True.
+            bound.arguments["shuffle"] = False
         callbacks = bound.arguments.get("callbacks") or []
         if isinstance(callbacks, keras.callbacks.CallbackList):
             # Yours, as built: add `NonFiniteGuard` to it yourself.

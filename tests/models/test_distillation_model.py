@@ -629,3 +629,26 @@ def test_backup_and_restore_resumes_to_the_same_weights(tmp_path):
     teacher_now = F.weights_numpy(model.teacher)
     for a, b in zip(start[: len(teacher_now)], teacher_now):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.once
+def test_fit_on_a_tf_dataset_is_quiet_about_shuffle():
+    # Keras warns on every `fit(tf.data.Dataset)` with its default
+    # `shuffle=True`, which it ignores there; `DistillationModel.fit` leaves
+    # the order to the dataset and says nothing. One passed explicitly is
+    # passed on (Keras's own warning then stays).
+    import warnings
+
+    import tensorflow as tf
+
+    _, student = F.shared_teacher_student()
+    model = DistillationModel(None, student)
+    model.compile(optimizer="sgd")
+    dataset = tf.data.Dataset.from_tensor_slices(F.make_batch()).batch(2)
+    for shuffle, warned in ((None, False), (True, True)):
+        kwargs = {} if shuffle is None else {"shuffle": shuffle}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(dataset, epochs=1, verbose=0, **kwargs)
+        messages = [str(w.message) for w in caught]
+        assert any("shuffle" in m for m in messages) == warned, messages
