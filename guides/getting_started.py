@@ -17,16 +17,17 @@ aligned with the teacher's at a few mapped layer pairs, on **word** units
 low in the network and **phrase** units higher up.
 
 This guide runs the whole loop on a CPU. Under jax on 2 quiet cores it
-took 6 min 13 s (10 to 15 minutes on a machine shared with other jobs),
-with the same figures every run:
+took 3 min 48 s (the guide's earlier version, with batches of 16 and
+longer training, took 12 min on the same machine), with the same figures
+every run:
 
 1. make a small English instruction dataset and a tokenizer for it;
-2. build a tiny keras-hub teacher and student, and fine-tune the teacher
-   until its validation loss stops improving;
+2. build a tiny keras-hub teacher and student;
 3. turn prompt + response examples into the inputs of MTA with
    `keras_mta.DistillationPreprocessor`;
-4. `compile`, `fit` and `evaluate` a `keras_mta.DistillationModel`, until
-   the student's validation loss stops improving;
+4. fine-tune the teacher, then `compile`, `fit` and `evaluate` a
+   `keras_mta.DistillationModel`, each until its validation loss stops
+   improving or for a few epochs at most;
 5. generate responses with the student, score them with ROUGE-L and save
    the student as a keras-hub preset.
 
@@ -47,6 +48,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
 import keras_hub
+import tensorflow as tf
 
 import keras_mta
 import keras_mta.analysis
@@ -60,8 +62,9 @@ NUM_TRAIN = 64 if SMALL else 1200
 NUM_VALID = 8 if SMALL else 100
 # Caps on the epochs: each model trains until its validation loss stops
 # improving (early stopping), or for this many epochs at most.
-TEACHER_EPOCHS = 1 if SMALL else 30
-EPOCHS = 2 if SMALL else 30
+TEACHER_EPOCHS = 1 if SMALL else 5
+EPOCHS = 2 if SMALL else 4
+BATCH_SIZE = 4
 SEEDS = [10] if SMALL else [10, 20, 30, 40, 50]
 keras.utils.set_random_seed(42)
 
@@ -91,12 +94,6 @@ one token, so the models learn facts rather than spelling (SentencePiece's
 default unigram model stops at about 300 pieces on this text and spells
 the rarer words piece by piece). The teacher is a 4-block Llama of width
 128, the student a 2-block Llama of width 64.
-
-The teacher is fine-tuned first with keras-hub's own `fit` (it takes raw
-strings), until its validation loss stops improving: a student learns
-only what its teacher knows. `keras.callbacks.EarlyStopping` ends the
-training when the validation loss has not improved for 2 epochs and puts
-back the weights of the best epoch; `TEACHER_EPOCHS` is only a cap.
 """
 
 tokenizer = train_sentencepiece_tokenizer(
@@ -123,19 +120,6 @@ def llama(num_layers, hidden_dim, heads):
 
 teacher = llama(num_layers=4, hidden_dim=128, heads=4)
 student = llama(num_layers=2, hidden_dim=64, heads=2)
-teacher.compile(optimizer=keras.optimizers.AdamW(3e-3))
-teacher.fit(
-    [example.text for example in train],
-    validation_data=([example.text for example in valid],),
-    batch_size=16,
-    epochs=TEACHER_EPOCHS,
-    callbacks=[
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=2, restore_best_weights=True
-        )
-    ],
-)
-
 """
 ## Inputs of MTA
 
@@ -144,20 +128,66 @@ every example it finds word and phrase spans with spaCy
 (`keras_mta.PhraseChunker`), maps them onto token ranges and returns
 `(x, y, sample_weight)`: token ids, padding mask, word and phrase units,
 next-token targets, and weights that train on the response only.
+
+It counts what it cannot keep and says so in a `TruncationWarning`: here
+nothing is cut and no unit is over `max_word_units` or `max_phrase_units`
+(set above the data's largest counts), but about one word in eight covers
+no token of its own (it shares a BPE piece with its neighbour), and MTA
+leaves such words out.
 """
 
 preprocessor = keras_mta.DistillationPreprocessor(
     student.preprocessor,
-    max_word_units=48,
-    max_phrase_units=24,
+    max_word_units=64,
+    max_phrase_units=40,
     chunker=keras_mta.PhraseChunker(),
 )
-train_ds = preprocessor.prepare_dataset(train, batch_size=16, shuffle=True)
-valid_ds = preprocessor.prepare_dataset(valid, batch_size=16)
+train_ds = preprocessor.prepare_dataset(
+    train, batch_size=BATCH_SIZE, shuffle=True
+)
+valid_ds = preprocessor.prepare_dataset(valid, batch_size=BATCH_SIZE)
 
 """
-The same validation batches measure the teacher on the responses alone
-(its `val_loss` above also counts the prompts' tokens): a
+## Fine-tune the teacher
+
+A student learns only what its teacher knows, so the teacher is trained
+first, with keras-hub's own `fit`: it takes raw strings and trains on
+every token, prompts included (on this data that teaches it far more per
+epoch than the responses alone). A `tf.data` pipeline shuffles the texts
+again each epoch; Keras's own `shuffle` does not apply to a
+`tf.data.Dataset`, hence `shuffle=False`.
+
+Each model trains until its validation loss stops improving, or for
+`TEACHER_EPOCHS` / `EPOCHS` at most: `keras.callbacks.EarlyStopping` ends
+the training when the validation loss has not improved for 2 epochs and
+puts back the weights of the best epoch.
+
+Batches are small (4 examples). On a CPU a step of such small models
+costs about in proportion to its examples, so smaller batches give more
+updates for the same time: the teacher reached a validation loss of 0.12
+in 4 epochs with batches of 4 and in 10 epochs with batches of 16, each
+epoch taking about as long.
+"""
+
+texts = tf.data.Dataset.from_tensor_slices([e.text for e in train])
+teacher.compile(optimizer=keras.optimizers.AdamW(2e-3))
+teacher.fit(
+    texts.shuffle(len(train), seed=42).batch(BATCH_SIZE),
+    validation_data=tf.data.Dataset.from_tensor_slices(
+        [e.text for e in valid]
+    ).batch(BATCH_SIZE),
+    epochs=TEACHER_EPOCHS,
+    shuffle=False,
+    callbacks=[
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=2, restore_best_weights=True
+        )
+    ],
+)
+
+"""
+The same validation batches as the student's measure the teacher on the
+responses alone (its `val_loss` above also counts the prompts' tokens): a
 `DistillationModel` without a teacher is plain supervised fine-tuning, and
 its `ce` is the cross-entropy on the response tokens.
 """
@@ -179,11 +209,10 @@ upper one phrase units. The loss is
 and `fit` reports every term: `ce`, `kd` (forward KL), `dsa` (structure of
 the units) and `hra` (the projected hidden states).
 
-The student, too, trains until its validation loss stops improving: here
-the early stopping watches `val_ce`, the student's own cross-entropy on
-the validation responses, since the total `val_loss` also holds the
-terms that measure how close the student is to the teacher. Keras cannot
-tell which way a metric it does not know should go, hence `mode="min"`.
+The student, too, stops early, on `val_ce`: its own cross-entropy on the
+validation responses, since the total `val_loss` also holds the terms
+that measure how close the student is to the teacher. Keras cannot tell
+which way a metric it does not know should go, hence `mode="min"`.
 
 `fit` stops at the first NaN or infinite loss, term or gradient with a
 `keras_mta.NonFiniteError` that names the terms and the step, and the
@@ -196,17 +225,14 @@ print(plan)
 model = keras_mta.DistillationModel(
     teacher, student, plan=plan, kd_ratio=0.5, mta_weight=2.0
 )
-model.compile(optimizer=keras.optimizers.AdamW(3e-3))
+model.compile(optimizer=keras.optimizers.AdamW(2e-3))
 history = model.fit(
     train_ds,
     validation_data=valid_ds,
     epochs=EPOCHS,
     callbacks=[
         keras.callbacks.EarlyStopping(
-            monitor="val_ce",
-            mode="min",
-            patience=2,
-            restore_best_weights=True,
+            monitor="val_ce", mode="min", patience=2, restore_best_weights=True
         )
     ],
 )
@@ -248,17 +274,17 @@ for prompt, answer in list(zip(prompts, answers))[:4]:
     print(instruction.strip(), "->", answer)
 
 """
-Measured under jax (the runs above, same figures in both): the teacher
-stopped after 14 epochs and kept epoch 12, the student stopped after 10
-and kept epoch 8. On the validation responses the student's loss is
-0.065 against the teacher's 0.114, its greedy ROUGE-L 84.42 against
-81.11 (keras-hub's `fit` trains the teacher on every token, prompts
-included, and its early stopping watched that loss; the student trains
-and stops on the responses alone). Its first answers:
+Measured under jax (two runs, the same figures in both): both caps bind
+(the teacher trained 5 epochs, the student 4, each keeping its last and
+best epoch; more epochs would still help a little, at about 20 s each).
+On the validation responses the student's loss is 0.153 against the
+teacher's 0.202, its greedy ROUGE-L 79.98 against 71.24: the student
+learns from the data's own targets too (`kd_ratio=0.5`), and here it ends
+above its short-trained teacher. Its first answers:
 
 ```
-Tell me where the busy bee lives. -> The busy bee makes its home in the
-flower garden.
+Tell me where the busy bee lives. -> The busy bee lives in the flower
+garden.
 Describe the sleepy koala. -> The sleepy koala is a small grey animal. It
 lives in the eucalyptus trees and eats eucalyptus leaves.
 Write a short description of the sleepy koala. -> The sleepy koala is a
@@ -274,7 +300,7 @@ student learned them, not that it generalises.
 `evaluate_rouge` runs the field's ROUGE-L protocol: one sampled response
 per prompt and seed, the mean and spread over seeds (the paper uses seeds
 10, 20, 30, 40, 50), and keeps the responses of the first seed. Measured:
-79.96 +- 1.30 on the 100 validation prompts; sampled answers score below
+70.20 +- 1.80 on the 100 validation prompts; sampled answers score below
 greedy ones.
 """
 
