@@ -169,13 +169,17 @@ in 4 epochs with batches of 4 and in 10 epochs with batches of 16, each
 epoch taking about as long.
 """
 
-texts = tf.data.Dataset.from_tensor_slices([e.text for e in train])
+
+def texts(examples):
+    return tf.data.Dataset.from_tensor_slices(
+        [example.text for example in examples]
+    )
+
+
 teacher.compile(optimizer=keras.optimizers.AdamW(2e-3))
 teacher.fit(
-    texts.shuffle(len(train), seed=42).batch(BATCH_SIZE),
-    validation_data=tf.data.Dataset.from_tensor_slices(
-        [e.text for e in valid]
-    ).batch(BATCH_SIZE),
+    texts(train).shuffle(len(train), seed=42).batch(BATCH_SIZE),
+    validation_data=texts(valid).batch(BATCH_SIZE),
     epochs=TEACHER_EPOCHS,
     shuffle=False,
     callbacks=[
